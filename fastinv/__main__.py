@@ -1,0 +1,4 @@
+"""Allow `python -m fastinv ...`."""
+from fastinv.cli import main
+
+raise SystemExit(main())

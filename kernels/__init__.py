@@ -1,0 +1,1 @@
+"""Device math on tensors: statistics, distances and whole-grid solvers."""

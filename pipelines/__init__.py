@@ -1,0 +1,1 @@
+"""Decode + augment pipelines (torch, DALI, FFCV) and augmentation recipes."""
