@@ -1,0 +1,81 @@
+"""The `fastinv` command line: help, one-line errors with exit code 2, and `world` end to end."""
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastinv.cli import main
+from fastinv.commands import COMMANDS
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    """Run the installed command from a neutral folder, so the source tree cannot shadow it."""
+    return subprocess.run([sys.executable, "-m", "fastinv", *args], capture_output=True, text=True,
+                          timeout=120, cwd=tempfile.gettempdir())
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for info in COMMANDS:
+        assert info.name in out
+
+
+@pytest.mark.parametrize("command", [info.name for info in COMMANDS])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: fastinv" in capsys.readouterr().out
+
+
+def test_unknown_command_is_one_line_exit_2() -> None:
+    result = _run("frobnicate")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--size", "0"], "size must be at least 16"),
+    (["--per-class", "-3"], "per-class must be at least 1"),
+    (["--size", "abc"], "invalid int value"),
+])
+def test_world_bad_values(tmp_path: Path, flags: list[str], needle: str) -> None:
+    result = _run("world", "--out", str(tmp_path / "w"), *flags)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and needle in result.stderr
+
+
+def test_world_unwritable_out(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = _run("world", "--out", str(blocker / "sub"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "cannot write there" in result.stderr
+
+
+def test_world_refuses_non_world_folder(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("user data")
+    result = _run("world", "--out", str(tmp_path), "--overwrite")
+    assert result.returncode == 2 and "refusing" in result.stderr
+    assert (tmp_path / "keep.txt").exists()
+
+
+def test_world_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    args = ["world", "--out", str(out), "--size", "24", "--per-class", "3", "--test-per-class", "1",
+            "--groups", "1", "--group-size", "3", "--no-progress"]
+    result = _run(*args)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["images"]["trainset"] == 3 * 7
+    assert np.load(out / "trainset" / "latents_tee.npy").shape == (3, 8)
+    again = _run(*args)
+    assert again.returncode == 2 and "not empty" in again.stderr
+    assert _run(*args, "--overwrite").returncode == 0
