@@ -40,6 +40,7 @@ setup(
         "torch>=2.4",
         "torchvision>=0.19",
         "numpy>=1.24",
+        "scipy>=1.11",
         "pillow>=10",
         "tqdm>=4.66",
         "pyyaml>=6",
