@@ -1,0 +1,106 @@
+"""The registry of dataset readers and the scan of a --data-root for the datasets it holds.
+
+Expected folders under the data root (each is the root its reader takes):
+
+    coil-100/                 COIL-100 (obj{N}__{angle}.png)
+    ALOI/                     ALOI: viewpoint/, illumination/, temperature/ each {object}/*.png
+    ALOT/                     ALOT: {material}/{material}_c{cam}l{light}r{rot}[i].png
+    ExposureErrors/           GT_IMAGES/*.jpg + INPUT_IMAGES/*.JPG
+    Flickr1024/               {split}/{name}_L.png + {name}_R.png
+    RealBlur-J/               {scene}/gt/*.png + {scene}/blur/*.png
+    Causal3DIdent/            {trainset,testset}/{class}/* + latents_{class}.npy
+    cifar-10-batches-py/      data_batch_1..5, test_batch, batches.meta
+    caltech101/               101_ObjectCategories/{class}/*.jpg
+    flowers-102/              jpg/, imagelabels.mat, setid.mat
+    300W/                     01_Indoor/, 02_Outdoor/ (*.png + *.pts)
+    celeba/                   img_align_celeba/, list_landmarks_align_celeba.txt, list_eval_partition.txt
+    lsp/                      images/im0001.jpg ..., joints.mat
+    world/                    a synthetic world written by `fastinv world --out DATA_ROOT/world`
+"""
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastinv.datasets import downstream, extrinsic, realworld
+from fastinv.datasets.base import ImageSet, Splits
+from fastinv.errors import DataError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: its suite ("realworld", "extrinsic" or "downstream"), the folder under the
+    data root, the layout it expects there, and its reader."""
+
+    name: str
+    suite: str
+    folder: str
+    layout: str
+    read: Callable[[Path], ImageSet | Splits]
+
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec("coil100", "realworld", "coil-100", realworld.COIL100_LAYOUT, realworld.read_coil100),
+    DatasetSpec("aloi_viewpoint", "realworld", "ALOI", realworld.ALOI_LAYOUT, realworld.read_aloi_viewpoint),
+    DatasetSpec("aloi_illumination", "realworld", "ALOI", realworld.ALOI_LAYOUT, realworld.read_aloi_illumination),
+    DatasetSpec("aloi_temperature", "realworld", "ALOI", realworld.ALOI_LAYOUT, realworld.read_aloi_temperature),
+    DatasetSpec("alot_viewpoint", "realworld", "ALOT", realworld.ALOT_LAYOUT, realworld.read_alot_viewpoint),
+    DatasetSpec("alot_illumination", "realworld", "ALOT", realworld.ALOT_LAYOUT, realworld.read_alot_illumination),
+    DatasetSpec("alot_temperature", "realworld", "ALOT", realworld.ALOT_LAYOUT, realworld.read_alot_temperature),
+    DatasetSpec("exposure_errors", "realworld", "ExposureErrors", realworld.EXPOSURE_LAYOUT, realworld.read_exposure_errors),
+    DatasetSpec("flickr1024", "realworld", "Flickr1024", realworld.FLICKR1024_LAYOUT, realworld.read_flickr1024),
+    DatasetSpec("realblur_j", "realworld", "RealBlur-J", realworld.REALBLUR_LAYOUT, realworld.read_realblur_j),
+    DatasetSpec("world_pose", "realworld", "world", realworld.WORLD_GROUPS_LAYOUT, realworld.read_world_pose),
+    DatasetSpec("world_light", "realworld", "world", realworld.WORLD_GROUPS_LAYOUT, realworld.read_world_light),
+    DatasetSpec("causal3dident", "extrinsic", "Causal3DIdent", extrinsic.LATENT_LAYOUT, extrinsic.read_causal3dident),
+    DatasetSpec("world_latents", "extrinsic", "world", extrinsic.LATENT_LAYOUT, extrinsic.read_world_latents),
+    DatasetSpec("cifar10", "downstream", "cifar-10-batches-py", downstream.CIFAR10_LAYOUT, downstream.read_cifar10),
+    DatasetSpec("caltech101", "downstream", "caltech101", downstream.CALTECH101_LAYOUT, downstream.read_caltech101),
+    DatasetSpec("flowers102", "downstream", "flowers-102", downstream.FLOWERS102_LAYOUT, downstream.read_flowers102),
+    DatasetSpec("300w", "downstream", "300W", downstream.W300_LAYOUT, downstream.read_300w),
+    DatasetSpec("celeba", "downstream", "celeba", downstream.CELEBA_LAYOUT, downstream.read_celeba),
+    DatasetSpec("lsp", "downstream", "lsp", downstream.LSP_LAYOUT, downstream.read_lsp),
+    DatasetSpec("world_shapes", "downstream", "world", extrinsic.LATENT_LAYOUT, downstream.read_world_shapes),
+    DatasetSpec("world_pose_regression", "downstream", "world", extrinsic.LATENT_LAYOUT, downstream.read_world_pose_regression),
+    DatasetSpec("world_colour_regression", "downstream", "world", extrinsic.LATENT_LAYOUT, downstream.read_world_colour_regression),
+)}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The registered dataset called `name`; DataError listing the valid names otherwise."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def read_dataset(name: str, data_root: Path) -> ImageSet | Splits:
+    """Read dataset `name` from its folder under `data_root`."""
+    spec = get_dataset(name)
+    return spec.read(Path(data_root) / spec.folder)
+
+
+def find_datasets(data_root: Path, suite: str | None = None, *, validate: bool = False) -> tuple[dict[str, Path], dict[str, str]]:
+    """Which datasets `data_root` holds: ({name: its folder}, {name: why it is skipped}).
+
+    A dataset is present when its folder exists; with validate=True its reader must also
+    succeed (a malformed copy is then skipped with the reader's message). `suite` restricts
+    the scan to "realworld", "extrinsic" or "downstream".
+    """
+    root = Path(data_root)
+    if not root.is_dir():
+        raise DataError(f"--data-root {root} is not a folder")
+    present, skipped = {}, {}
+    for spec in DATASETS.values():
+        if suite is not None and spec.suite != suite:
+            continue
+        folder = root / spec.folder
+        if not folder.is_dir():
+            skipped[spec.name] = f"no folder {folder} (expected layout: {spec.layout})"
+            continue
+        if validate:
+            try:
+                spec.read(folder)
+            except DataError as exc:
+                skipped[spec.name] = str(exc)
+                continue
+        present[spec.name] = folder
+    return present, skipped

@@ -1,0 +1,1 @@
+"""Building blocks of the evaluation transforms: view geometry and the deform field."""

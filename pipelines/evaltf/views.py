@@ -1,0 +1,56 @@
+"""The geometry around an evaluation transform: the working size before it, the clean view after it.
+
+Images are (3, H, W) or (B, 3, H, W) tensors, uint8 in [0, 255] or float in [0, 1], on any
+device. Resizes are bilinear with antialiasing (torchvision's default, close to PIL's).
+"""
+import torch
+from torchvision.transforms.v2 import functional as F
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+WORKING_SIZE = 256
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim not in (3, 4) or images.shape[-3] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a (3, H, W) or (B, 3, H, W) tensor, got {shape}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise ValueError(f"images must be uint8 in [0, 255] or float in [0, 1], got {images.dtype}")
+
+
+def to_working_size(images: torch.Tensor, size: int = WORKING_SIZE) -> torch.Tensor:
+    """Resize the short side to `size` and centre-crop a `size` x `size` square (dtype kept).
+
+    This is the one working size every evaluation transform acts on, so a batch of images of
+    different shapes can be stacked; pixel magnitudes of the SPEC grids refer to a 256 square.
+    """
+    _check_images(images)
+    if size < 8:
+        raise ValueError(f"working size must be at least 8 px, got {size}")
+    return F.center_crop(F.resize(images, [size], antialias=True), [size, size])
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """Return float32 images in [0, 1] (uint8 input is divided by 255; float input is cast)."""
+    _check_images(images)
+    return F.to_dtype(images, torch.float32, scale=True)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] minus the ImageNet mean, divided by the ImageNet std, per channel."""
+    return F.normalize(to_float(images), list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
+def clean_view(images: torch.Tensor, resize: int = 256, crop: int = 224, *, normalise: bool = True) -> torch.Tensor:
+    """The model input: Resize `resize` (short side) + CenterCrop `crop`, float, ImageNet-normalised.
+
+    SPEC: Resize 256 + CenterCrop 224 for the synthetic suite and pre-training evaluation;
+    Resize 224 + CenterCrop 224 for the real-world and downstream sets. With
+    `normalise=False` the result is float in [0, 1] (for looking at it or comparing pixels).
+    """
+    _check_images(images)
+    if crop > resize:
+        raise ValueError(f"crop ({crop}) cannot exceed resize ({resize})")
+    out = F.center_crop(F.resize(images, [resize], antialias=True), [crop, crop])
+    return normalize(out) if normalise else to_float(out)
