@@ -1,0 +1,108 @@
+"""Two-view loader throughput: each installed fastinv backend against the torchvision + PIL
+MoCo-v2 reference (ImageFolder + PIL transforms + TwoCropsTransform in a DataLoader), with the
+same number of CPU workers, on ImageNet-sized JPEGs (about 500x375, q90) written to a temp folder.
+
+    python benchmarks/loader.py --images 512 --workers 2 --batch-size 64
+"""
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+
+def write_jpegs(root: Path, n: int, classes: int = 4, seed: int = 0) -> None:
+    """n photo-like 500x375 JPEGs (q90): smooth colour fields plus noise, in `classes` folders."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        folder = root / f"c{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = Image.fromarray((rng.random((12, 16, 3)) * 255).astype(np.uint8)).resize((500, 375), Image.BICUBIC)
+        pixels = np.asarray(base, dtype=np.float32) + rng.normal(0, 10, (375, 500, 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
+
+
+class _PilBlur:
+    """The MoCo-v2 reference blur: PIL GaussianBlur with radius ~ U[0.1, 2.0]."""
+
+    def __call__(self, img):
+        return img.filter(ImageFilter.GaussianBlur(radius=float(np.random.uniform(0.1, 2.0))))
+
+
+class _TwoCrops:
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, img):
+        return self.transform(img), self.transform(img)
+
+
+def reference_loader(root: Path, size: int, batch_size: int, workers: int):
+    """torchvision ImageFolder + the MoCo-v2 PIL augmentation, two crops, in a DataLoader."""
+    from torchvision import datasets, transforms as T
+    aug = T.Compose([
+        T.RandomResizedCrop(size, scale=(0.2, 1.0)),
+        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        T.RandomGrayscale(p=0.2),
+        T.RandomApply([_PilBlur()], p=0.5),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+    ])
+    data = datasets.ImageFolder(str(root), _TwoCrops(aug))
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+
+
+def time_loader(loader, warmup: int) -> float:
+    """Images per second (two views each) over one pass, after `warmup` batches."""
+    it = iter(loader)
+    for _ in range(warmup):
+        next(it)
+    images, start = 0, time.perf_counter()
+    for batch in it:
+        images += len(batch[0] if isinstance(batch[0], torch.Tensor) else batch[0][0])
+    return images / (time.perf_counter() - start)
+
+
+def main() -> None:
+    """Write the images, time every backend and the reference, print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512, help="JPEG files to write")
+    parser.add_argument("--workers", type=int, default=2, help="CPU workers for every loader")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    parser.add_argument("--size", type=int, default=224, help="output side in pixels")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed batches per loader")
+    parser.add_argument("--backends", default="torch,dali,ffcv", help="comma-separated fastinv backends to try")
+    args = parser.parse_args()
+    from fastinv.errors import MissingExtraError
+    from fastinv.pipelines import LoaderConfig, build_two_view_loader
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "images"
+        write_jpegs(root, args.images)
+        rows = [("torchvision+PIL reference", time_loader(reference_loader(root, args.size, args.batch_size,
+                                                                          args.workers), args.warmup))]
+        for backend in args.backends.split(","):
+            data = root
+            try:
+                if backend == "ffcv":
+                    from fastinv.pipelines.ffcv_backend import write_beton
+                    data = write_beton(root, Path(tmp) / "images.beton", workers=args.workers).path
+                cfg = LoaderConfig(root=data, backend=backend, recipe="default", image_size=args.size,
+                                   batch_size=args.batch_size, workers=args.workers)
+                rows.append((f"fastinv {backend}", time_loader(build_two_view_loader(cfg), args.warmup)))
+            except MissingExtraError as exc:
+                rows.append((f"fastinv {backend} (not installed: {exc})", float("nan")))
+    ref = rows[0][1]
+    print(f"two-view Default recipe at {args.size} px, {args.images} JPEGs 500x375 q90, {args.workers} workers, "
+          f"batch {args.batch_size}")
+    print(f"| {'loader':<40} | {'images/s':>9} | {'vs reference':>12} |")
+    print(f"|{'-' * 42}|{'-' * 11}|{'-' * 14}|")
+    for name, rate in rows:
+        print(f"| {name:<40} | {rate:9.1f} | {rate / ref:11.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The loader's typed configuration, its batch type, and the state every backend shares."""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from fastinv.errors import UsageError
+from fastinv.log import get_logger
+from fastinv.pipelines.recipes import Recipe
+
+BACKENDS = ("torch", "dali", "ffcv")
+OUTPUTS = ("float", "uint8")
+_log = get_logger(__name__)
+
+
+class TwoViewBatch(NamedTuple):
+    """Two augmented views (B, 3, H, W) of the same images, their labels (B,) and dataset indices (B,)."""
+
+    view1: torch.Tensor
+    view2: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Settings of a two-view loader.
+
+    root: an ImageFolder (class sub-folders of images), or a .beton file for backend="ffcv".
+    recipe: a preset name ("default", "spatial", "appearance"), a Recipe, or a .yaml/.json path.
+    output: "float" (float32, normalised by the recipe) or "uint8" (0-255, not normalised).
+    workers: decode processes (0 = in the calling process); results do not depend on it.
+    """
+
+    root: str | Path
+    recipe: "str | Path | Recipe" = "default"
+    backend: str = "torch"
+    image_size: int = 224
+    batch_size: int = 256
+    workers: int = 2
+    device: str | torch.device = "cpu"
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    drop_last: bool = True
+    shuffle: bool = True
+    output: str = "float"
+    channels_last: bool = True
+
+    def validate(self) -> None:
+        """Raise UsageError saying how to fix the first bad setting."""
+        if self.backend not in BACKENDS:
+            raise UsageError(f"unknown loader backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
+        if self.output not in OUTPUTS:
+            raise UsageError(f"unknown loader output {self.output!r}; valid: {', '.join(OUTPUTS)}")
+        for key, low in (("image_size", 1), ("batch_size", 1), ("workers", 0), ("world_size", 1), ("rank", 0)):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < low:
+                raise UsageError(f"loader {key} must be an integer >= {low}, got {value!r}")
+        if self.rank >= self.world_size:
+            raise UsageError(f"loader rank {self.rank} must be below world_size {self.world_size}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise UsageError(f"unknown device {self.device!r}; use e.g. 'cpu' or 'cuda:0'") from None
+
+
+class TwoViewLoaderBase:
+    """What every backend's loader shares: epoch, resume point, skipped files, class names.
+
+    Subclasses define `__len__` (batches per epoch on this rank) and `__iter__` (TwoViewBatch)."""
+
+    def __init__(self, cfg: LoaderConfig, recipe: Recipe, classes: list[str], n_samples: int):
+        self.cfg = cfg
+        self.recipe = recipe
+        self.classes = list(classes)
+        self.num_classes = len(classes)
+        self.n_samples = n_samples
+        self.device = torch.device(cfg.device)
+        self.epoch = 0
+        self._start = 0
+        self._skipped: dict[str, str] = {}
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) of every undecodable file seen so far (each listed once)."""
+        return list(self._skipped.items())
+
+    def _record_skipped(self, items: list[tuple[str, str]]) -> None:
+        for path, reason in items:
+            if path not in self._skipped:
+                self._skipped[path] = reason
+                _log.warning("skipping undecodable image %s: %s", path, reason)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the shuffle (and augmentation draws) of `epoch`; the same on every rank."""
+        if epoch < 0:
+            raise UsageError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+        self._start = 0
+
+    def start_at(self, batch: int) -> None:
+        """Make the next iteration begin at batch `batch` of the current epoch (exact resume)."""
+        if not 0 <= batch <= len(self):
+            raise UsageError(f"start_at({batch}): this loader has {len(self)} batches per epoch")
+        self._start = int(batch)
+
+    def _take_start(self) -> int:
+        start, self._start = self._start, 0
+        return start
