@@ -1,0 +1,104 @@
+"""Checkpoint files for every long job: atomic writes, safe reads, RNG states as tensors.
+
+A checkpoint is a dict of tensors and primitive containers only, so it loads with
+`torch.load(weights_only=True)`; nothing is ever unpickled beyond that.
+"""
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from fastinv.errors import DataError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `state` to `path` atomically: a temporary file in the same folder, fsync, then
+    os.replace, so a crash leaves either the old or the new checkpoint, never a torn one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return target
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint (torch file or .safetensors) onto the CPU without unpickling objects;
+    raise DataError in one line when the file is missing or not a safe checkpoint."""
+    source = Path(path)
+    if not source.is_file():
+        raise DataError(f"checkpoint {source}: {'is not a file' if source.exists() else 'does not exist'}")
+    if source.suffix == ".safetensors":
+        try:
+            return dict(load_file(source, device="cpu"))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise DataError(f"checkpoint {source}: not a readable safetensors file ({_first_line(exc)})") from None
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"checkpoint {source}: not a checkpoint that loads safely with weights_only=True "
+                        f"({_first_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise DataError(f"checkpoint {source}: holds a {type(state).__name__}, expected a dict of tensors")
+    return state
+
+
+def find_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The checkpoint a run writes in `folder`, if there is one."""
+    path = Path(folder) / CHECKPOINT_NAME
+    return path if path.is_file() else None
+
+
+def rng_state() -> dict[str, Any]:
+    """The python, numpy, torch CPU and CUDA RNG states, as tensors and ints."""
+    version, mt, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "mt": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore RNG states written by `rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["mt"].tolist()), py["gauss"]))
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,71 @@
+"""Data for pre-training: the two-view loader of fastinv.pipelines, device transfer, and the
+clean (resize + centre-crop) images the kNN monitor embeds."""
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from fastinv.pipelines import LoaderConfig, TwoViewBatch, TwoViewLoaderBase, build_two_view_loader, decode_image
+from fastinv.pipelines import scan_image_folder
+from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
+from fastinv.train.config import TrainConfig
+from fastinv.train.distributed import DistInfo
+
+
+def build_pretrain_loader(cfg: TrainConfig, dist: DistInfo) -> TwoViewLoaderBase:
+    """This rank's share of the global batch, augmented by the run's recipe on its device."""
+    return build_two_view_loader(LoaderConfig(
+        root=cfg.data.root, recipe=cfg.data.recipe, backend=cfg.data.loader, image_size=cfg.data.image_size,
+        batch_size=cfg.data.batch_size // dist.world_size, workers=cfg.data.workers, device=dist.device,
+        seed=cfg.run.seed, rank=dist.rank, world_size=dist.world_size, drop_last=True, shuffle=True,
+        output="float", channels_last=cfg.run.channels_last))
+
+
+def timed_batches(loader: TwoViewLoaderBase, device: torch.device, channels_last: bool
+                  ) -> Iterator[tuple[TwoViewBatch, float]]:
+    """Yield (batch on `device`, seconds spent waiting for it). The next batch is requested only
+    after the caller has queued the current step, so on CUDA the loader works while the GPU
+    runs; transfers are non-blocking."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    iterator = iter(loader)
+    while True:
+        start = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        views = [v.to(device, non_blocking=True, memory_format=memory_format) for v in (batch.view1, batch.view2)]
+        yield TwoViewBatch(views[0], views[1], batch.labels, batch.indices), time.perf_counter() - start
+
+
+def clean_images(root: str | Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of an ImageFolder resized (shorter side) and centre-cropped to `size`:
+    ((N, 3, size, size) uint8, (N,) labels)."""
+    paths, labels, _ = scan_image_folder(root)
+    images = [TF.center_crop(TF.resize(decode_image(p), [size], antialias=True), [size, size]) for p in paths]
+    return torch.stack(images), torch.tensor(labels)
+
+
+def normalise(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> ImageNet-normalised float on `device`."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = (images.to(device, non_blocking=True).float() / 255 - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.no_grad()
+def embed(backbone: torch.nn.Module, images: torch.Tensor, device: torch.device, batch: int = 256,
+          channels_last: bool = True, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """L2-normalised features (N, D) of uint8 images under `backbone` in eval mode (restored after)."""
+    was_training = backbone.training
+    backbone.eval()
+    chunks = []
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        for start in range(0, images.shape[0], batch):
+            chunks.append(backbone(normalise(images[start:start + batch], device, channels_last)).float())
+    backbone.train(was_training)
+    return F.normalize(torch.cat(chunks), dim=1)

@@ -1,0 +1,155 @@
+"""MoCo-v2 trainer: schedule, config checks, MoCo parts, the AMP step, exact resume, NaN stop."""
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastinv.checkpoint import load_checkpoint
+from fastinv.errors import UsageError
+from fastinv.models import build_resnet, load_backbone
+from fastinv.train.config import DataConfig, ModelConfig, MoCoConfig, OptimConfig, RunConfig, TrainConfig
+from fastinv.train.distributed import DistInfo
+from fastinv.train.loop import train
+from fastinv.train.moco import MoCo
+from fastinv.train.monitor import NonFiniteLossError, read_metrics
+from fastinv.train.schedule import cosine_schedule
+from fastinv.train.step import build_engine, train_step
+
+CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def tiny_config(root, out, **run) -> TrainConfig:
+    """A seconds-long run on the 32-px world: 84 images, batch 16 -> 5 steps per epoch."""
+    return TrainConfig(
+        data=DataConfig(root=str(root), image_size=32, batch_size=16, workers=0),
+        model=ModelConfig(arch="resnet10x0.25", head_hidden=32, head_dim=16, bn_splits=4),
+        moco=MoCoConfig(K=64, m=0.99, T=0.2),
+        optim=OptimConfig(epochs=2, lr=0.05),
+        run=RunConfig(out=str(out), ckpt_every=3, log_every=2, tensorboard=False, progress=False,
+                      deterministic=True, **run),
+    )
+
+
+def test_cosine_schedule_warms_up_then_decays_to_final():
+    lr = cosine_schedule(1.0, 0.1, epochs=4, steps_per_epoch=10, warmup_epochs=1)
+    assert lr.shape == (40,) and lr[0] == 0.0 and lr[10] == pytest.approx(1.0)
+    assert np.all(np.diff(lr[:11]) > 0) and np.all(np.diff(lr[10:]) < 0) and lr[-1] > 0.1
+    assert cosine_schedule(0.5, 0.0, 1, 4)[2] == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi / 2)))
+
+
+@pytest.mark.parametrize("change,world,match", [
+    ({"moco": MoCoConfig(K=100)}, 1, "multiple of the keys"),
+    ({"moco": MoCoConfig(K=384, symmetric=True)}, 1, "x 2 views"),
+    ({"model": ModelConfig(bn="shuffle")}, 1, "split"),
+    ({"model": ModelConfig(bn="split", bn_splits=5)}, 1, "bn-splits"),
+    ({"model": ModelConfig(bn="sync")}, 2, "CUDA"),
+    ({"moco": MoCoConfig(K=256, m=1.0)}, 1, "momentum"),
+    ({}, 3, "divisible"),
+])
+def test_config_errors_say_how_to_fix(change, world, match, tmp_path):
+    cfg = replace(TrainConfig(DataConfig(root="x", batch_size=128), RunConfig(out=str(tmp_path))), **change)
+    with pytest.raises(UsageError, match=match):
+        cfg.validate(world)
+
+
+def test_default_config_is_the_moco_v2_reference():
+    cfg = TrainConfig(DataConfig(root="x"), RunConfig(out="y"))
+    cfg.validate(1)
+    assert (cfg.moco.K, cfg.moco.m, cfg.moco.T, cfg.optim.base_lr(512)) == (65536, 0.999, 0.2, 0.06)
+    assert cfg.bn_mode(1) == "split" and cfg.bn_mode(8) == "shuffle"
+
+
+def _moco(shuffle="local", K=8) -> MoCo:
+    torch.manual_seed(0)
+    encoder = build_resnet("resnet10x0.25")
+    return MoCo(encoder, dim=128, K=K, T=0.2, shuffle=shuffle)
+
+
+def test_queue_wraps_and_momentum_update_is_an_ema():
+    moco = _moco(K=8)
+    keys = F.normalize(torch.randn(4, 128), dim=1)
+    moco.enqueue(keys)
+    moco.enqueue(keys * 2)
+    moco.enqueue(keys * 3)
+    assert moco.queue_ptr.item() == 4 and torch.allclose(moco.queue[:, :4], 3 * keys.T)
+    with torch.no_grad():
+        for p in moco.encoder_q.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in moco.encoder_k.parameters()]
+    moco.momentum_update(0.9)
+    for k0, k1, q in zip(before, moco.encoder_k.parameters(), moco.encoder_q.parameters()):
+        torch.testing.assert_close(k1, 0.9 * k0 + 0.1 * q)
+
+
+def test_contrastive_loss_is_infonce_against_the_queue():
+    moco = _moco(K=8)
+    q, k = F.normalize(torch.randn(4, 128), dim=1), F.normalize(torch.randn(4, 128), dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ moco.queue], dim=1) / 0.2
+    expected = (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+    torch.testing.assert_close(moco.contrastive_loss(q, k), expected)
+
+
+def test_shuffled_keys_come_back_in_input_order():
+    moco = _moco("local").eval()
+    x = torch.randn(8, 3, 32, 32)
+    shuffled, gathered = moco.encode_keys([x], step=3)
+    plain = F.normalize(moco.encoder_k(x), dim=1)
+    torch.testing.assert_close(shuffled[0], plain)
+    torch.testing.assert_close(gathered[0], plain)
+
+
+@pytest.mark.parametrize("amp,symmetric,clip", [("bf16", False, 0.0), ("fp16", True, 1.0), ("none", False, 0.0)])
+def test_step_runs_under_each_precision(amp, symmetric, clip, tmp_path):
+    cfg = tiny_config("x", tmp_path)
+    cfg = replace(cfg, moco=replace(cfg.moco, symmetric=symmetric), optim=replace(cfg.optim, clip_grad=clip),
+                  run=replace(cfg.run, amp=amp, deterministic=False))
+    engine = build_engine(cfg, CPU, steps_per_epoch=4)
+    x = torch.randn(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    before = engine.moco.encoder_q.conv1.weight.clone()
+    losses = [train_step(engine, x, x.flip(3), s) for s in range(2)]
+    assert all(torch.isfinite(v) for v in losses)
+    assert engine.moco.queue_ptr.item() == (2 * 16 * (2 if symmetric else 1)) % 64
+    assert not torch.equal(before, engine.moco.encoder_q.conv1.weight)
+    assert engine.scaler.is_enabled() == (amp == "fp16")
+
+
+def test_resumed_run_ends_with_the_same_weights(tiny_world, tmp_path):
+    root = tiny_world / "trainset"
+    full = train(tiny_config(root, tmp_path / "full"))
+    assert full.step == full.total_steps == 10 and full.backbone.is_file()
+    part = train(tiny_config(root, tmp_path / "part", max_steps=7))
+    assert part.step == 7 and part.backbone is None
+    assert load_checkpoint(tmp_path / "part" / "checkpoint.pt")["batch"] == 2
+    resumed = train(tiny_config(root, tmp_path / "part"))
+    assert resumed.step == 10
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    steps = [r["step"] for r in read_metrics(tmp_path / "part") if "loss" in r]
+    assert steps == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+    backbone = load_backbone(tmp_path / "full" / "checkpoint.pt")
+    torch.testing.assert_close(backbone.conv1.weight, a["model"]["encoder_q.conv1.weight"])
+
+
+def test_resume_with_other_settings_is_refused(tiny_world, tmp_path):
+    train(tiny_config(tiny_world / "trainset", tmp_path, max_steps=1))
+    other = tiny_config(tiny_world / "trainset", tmp_path)
+    with pytest.raises(UsageError, match="model.arch"):
+        train(replace(other, model=replace(other.model, arch="resnet10x0.5")))
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_world, tmp_path):
+    cfg = tiny_config(tiny_world / "trainset", tmp_path)
+    cfg = replace(cfg, optim=replace(cfg.optim, lr=1e30, warmup_epochs=0.4),
+                  run=replace(cfg.run, ckpt_every=1, log_every=1))
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint") as info:
+        train(cfg)
+    kept = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert 1 <= kept["step"] and f"step {kept['step']}" in str(info.value)
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
