@@ -52,7 +52,7 @@ setup(
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "scikit-learn>=1.4", "scipy>=1.11", "faiss-cpu>=1.8", "timm>=1.0"],
         "dali": ["nvidia-dali-cuda130>=1.40"],
         "dali-cuda12": ["nvidia-dali-cuda120>=1.40"],
-        "ffcv": ["ffcv==1.0.2", "numba>=0.58", "opencv-python-headless>=4.8"],
+        "ffcv": ["ffcv==1.0.2", "numba>=0.58"],
         "gpu": _CUDA13_GPU,
         "gpu-cuda12": ["cupy-cuda12x", "cuml-cu12", "faiss-gpu-cu12"],
         "timm": ["timm>=1.0"],

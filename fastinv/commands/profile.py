@@ -3,6 +3,7 @@ import argparse
 import time
 
 from fastinv.errors import UsageError
+from fastinv.train.config import LOADERS
 
 HELP = "time the loader, trainer or evaluation stage (built: loader)"
 MODES = ("loader", "train", "eval")
@@ -10,10 +11,9 @@ MODES = ("loader", "train", "eval")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the flags of `fastinv profile`."""
-    from fastinv.pipelines import BACKENDS
     parser.add_argument("mode", choices=MODES, help="stage to time: loader (built), train, eval (not built yet)")
     parser.add_argument("--data", help="ImageFolder (torch, dali) or .beton file (ffcv) to read")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="decode + augment backend")
+    parser.add_argument("--backend", choices=LOADERS, default="torch", help="decode + augment backend")
     parser.add_argument("--recipe", default="default",
                         help="augmentation recipe: default, spatial, appearance, or a .yaml/.json recipe file")
     parser.add_argument("--workers", type=int, default=2, help="decode workers (processes for torch, threads "

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 from fastinv.paths import writable_dir
-from fastinv.report import FIGURES_DIR, write_report
 from fastinv.results import RESULTS_FILE, TABLES_DIR, load_results, save_results, write_table_csvs
 
 HELP = "re-render a report (Markdown tables + PNG figures + CSVs) from an evaluation's results.json"
@@ -21,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the results, write CSVs, figures and report.md, and print what was written as JSON."""
+    from fastinv.report import FIGURES_DIR, write_report
+
     source = Path(args.dir)
     results = load_results(source)
     source_dir = source if source.is_dir() else source.parent

@@ -1,0 +1,1 @@
+"""Evaluation: feature extraction with an on-disk cache, the suites, and the runner."""

@@ -1,0 +1,67 @@
+"""Frozen-backbone feature extraction on the device, batched, with AMP and channels_last."""
+import hashlib
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def weights_hash(model: nn.Module) -> str:
+    """SHA-256 of a model's parameter and buffer names and values: the model part of cache keys."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class FeatureExtractor:
+    """Turns batches of images into pooled backbone features, on the model's device.
+
+    Images come as uint8 (0-255) or float (0-1) tensors of shape (N, 3, H, W); they are
+    normalised with the ImageNet statistics here.
+    """
+
+    def __init__(self, backbone: nn.Module, device: str | torch.device, *, amp: str = "none",
+                 channels_last: bool = True, batch_size: int = 128):
+        if amp not in ("none", *_AMP_DTYPES):
+            raise ValueError(f"amp must be one of none, bf16, fp16; got {amp!r}")
+        self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = backbone.to(self.device, memory_format=self.memory_format).eval().requires_grad_(False)
+        self.amp = amp
+        self.batch_size = batch_size
+        self.hash = weights_hash(self.model)
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """Scale to [0, 1] if uint8 and apply the ImageNet mean and std."""
+        images = images.to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
+        return ((images - self._mean) / self._std).contiguous(memory_format=self.memory_format)
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features (N, D) float32 for one batch of images."""
+        batch = self.normalise(images)
+        if self.amp == "none":
+            return self.model(batch).float()
+        with torch.autocast(device_type=self.device.type, dtype=_AMP_DTYPES[self.amp]):
+            return self.model(batch).float()
+
+    def extract(self, batches: Iterable[torch.Tensor], transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Features (N, D) of every image in `batches`, optionally transformed first (on the device)."""
+        chunks = []
+        for images in batches:
+            images = images.to(self.device, non_blocking=True)
+            for start in range(0, images.shape[0], self.batch_size):
+                part = images[start:start + self.batch_size]
+                chunks.append(self.forward(transform(part) if transform is not None else part))
+        return torch.cat(chunks) if chunks else torch.empty(0, 0, device=self.device)

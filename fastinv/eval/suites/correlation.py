@@ -1,0 +1,26 @@
+"""Paper Fig. E.1: Spearman rank correlation, over the models, between every synthetic and every
+real-world invariance score (cosine similarity)."""
+import numpy as np
+from scipy.stats import spearmanr
+
+from fastinv.results import Table
+
+NAME = "correlation"
+
+
+def run(tables: list, models: list[str]) -> list:
+    """One table: rows = synthetic transforms, columns = real-world sets, cells = Spearman rho."""
+    by_key = {t.key: t for t in tables}
+    synthetic, realworld = by_key["synthetic_cosine"], by_key["realworld_cosine"]
+    rows = {}
+    for transform in synthetic.columns:
+        x = np.array([synthetic.rows[m][transform] for m in models], dtype=float)
+        rows[transform] = {}
+        for column in realworld.columns:
+            y = np.array([realworld.rows[m][column] for m in models], dtype=float)
+            constant = np.ptp(x) == 0 or np.ptp(y) == 0
+            rows[transform][column] = None if constant else float(spearmanr(x, y).statistic)
+    return [Table(key="correlation_spearman", title="Fig. E.1: Spearman correlation of synthetic and real-world invariance across models",
+                  columns=list(realworld.columns), rows=rows, better="none", column_kinds=dict(realworld.column_kinds),
+                  note=f"Over {len(models)} models ({', '.join(models)}); cosine similarity scores. "
+                       "Empty = a score that does not vary across models.", section=NAME)]
