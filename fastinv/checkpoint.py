@@ -16,9 +16,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from fastinv.errors import DataError
+from fastinv.errors import DataError, FastinvError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CheckpointWriteError(FastinvError):
+    """The system refused a checkpoint write (disk full, file too large, no permission)."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -34,8 +38,12 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        cause = _os_error(exc)
+        if cause is not None:
+            raise CheckpointWriteError(f"cannot write checkpoint {target}: {cause.strerror or cause}; any previous "
+                                       "checkpoint there is kept (free disk space or choose another folder)") from exc
         raise
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
@@ -72,6 +80,15 @@ def find_checkpoint(folder: str | os.PathLike) -> Path | None:
     return path if path.is_file() else None
 
 
+def remove_partial_writes(folder: str | os.PathLike, name: str = CHECKPOINT_NAME) -> list[Path]:
+    """Delete the temporary files that writes of `name` killed mid-way left in `folder`; return them.
+    Call it only while no other process writes `name` there (e.g. when a run starts)."""
+    stale = sorted(Path(folder).glob(f".{name}.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def rng_state() -> dict[str, Any]:
     """The python, numpy, torch CPU and CUDA RNG states, as tensors and ints."""
     version, mt, gauss = random.getstate()
@@ -97,6 +114,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError behind `exc` (torch's writer re-raises it as a RuntimeError), if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,7 +4,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from fastinv.errors import UsageError
+from fastinv.errors import DataError, UsageError
 from fastinv.eval.config import EVAL_PRESETS, SUITE_NAMES
 from fastinv.eval.modelspec import parse_fusion, parse_model
 from fastinv.paths import existing_dir, writable_dir
@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise UsageError(f"model names must differ, got {', '.join(names)}")
+    for spec in specs:
+        if spec.source != "random" and not Path(spec.source).is_file():
+            raise DataError(f"--model {spec.name}={spec.source}: no such checkpoint file")
     fusions = dict(parse_fusion(text, names) for text in args.fuse)
     suites = list(SUITE_NAMES) if args.all or not args.suite else list(dict.fromkeys(args.suite))
     config = _config(args)

@@ -86,8 +86,8 @@ class EvalData:
 
     def _load(self, image_set: ImageSet, size: int) -> Loaded:
         loaded = load_square(image_set, size)
-        for where, reason in loaded.skipped:
-            self.skipped[f"{where} image"] = reason
+        for number, (where, reason) in enumerate(loaded.skipped, 1):
+            self.skipped[f"{where} image {number}"] = reason
         keep = loaded.kept
         return Loaded(image_set.name, loaded.images,
                       None if image_set.targets is None else image_set.targets[keep],

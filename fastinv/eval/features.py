@@ -5,8 +5,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
+
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -4,11 +4,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
-from fastinv.pipelines import LoaderConfig, TwoViewBatch, TwoViewLoaderBase, build_two_view_loader, decode_image
+from fastinv.datasets import ImageSet
+from fastinv.eval.images import load_square
+from fastinv.pipelines import LoaderConfig, TwoViewBatch, TwoViewLoaderBase, build_two_view_loader
 from fastinv.pipelines import scan_image_folder
 from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
 from fastinv.train.config import TrainConfig
@@ -24,11 +26,13 @@ def build_pretrain_loader(cfg: TrainConfig, dist: DistInfo) -> TwoViewLoaderBase
         output="float", channels_last=cfg.run.channels_last))
 
 
-def timed_batches(loader: TwoViewLoaderBase, device: torch.device, channels_last: bool
+def timed_batches(loader: TwoViewLoaderBase, device: torch.device, channels_last: bool, batch_size: int
                   ) -> Iterator[tuple[TwoViewBatch, float]]:
     """Yield (batch on `device`, seconds spent waiting for it). The next batch is requested only
     after the caller has queued the current step, so on CUDA the loader works while the GPU
-    runs; transfers are non-blocking."""
+    runs; transfers are non-blocking. A batch the loader shortened (undecodable files skipped)
+    is topped up to `batch_size` by repeating its own images: split BN, the queue and the
+    ranks' collectives all need the same batch size at every step."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     iterator = iter(loader)
     while True:
@@ -38,15 +42,20 @@ def timed_batches(loader: TwoViewLoaderBase, device: torch.device, channels_last
         except StopIteration:
             return
         views = [v.to(device, non_blocking=True, memory_format=memory_format) for v in (batch.view1, batch.view2)]
-        yield TwoViewBatch(views[0], views[1], batch.labels, batch.indices), time.perf_counter() - start
+        labels, indices = batch.labels, batch.indices
+        if views[0].shape[0] < batch_size:
+            repeat = torch.arange(batch_size) % views[0].shape[0]
+            views = [v[repeat.to(v.device)].contiguous(memory_format=memory_format) for v in views]
+            labels, indices = labels[repeat.to(labels.device)], indices[repeat.to(indices.device)]
+        yield TwoViewBatch(views[0], views[1], labels, indices), time.perf_counter() - start
 
 
 def clean_images(root: str | Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every image of an ImageFolder resized (shorter side) and centre-cropped to `size`:
-    ((N, 3, size, size) uint8, (N,) labels)."""
+    """Every decodable image of an ImageFolder resized (shorter side) and centre-cropped to `size`:
+    ((N, 3, size, size) uint8, (N,) labels); undecodable files are skipped with a warning."""
     paths, labels, _ = scan_image_folder(root)
-    images = [TF.center_crop(TF.resize(decode_image(p), [size], antialias=True), [size, size]) for p in paths]
-    return torch.stack(images), torch.tensor(labels)
+    loaded = load_square(ImageSet(Path(root).name, tuple(paths), targets=np.asarray(labels)), size)
+    return loaded.images, torch.from_numpy(np.asarray(labels)[loaded.kept])
 
 
 def normalise(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fastinv.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, \
-    set_rng_state
+from fastinv.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint, remove_partial_writes, rng_state, \
+    save_checkpoint, set_rng_state
 from fastinv.errors import DataError, UsageError
 from fastinv.kernels import knn_classify
 from fastinv.log import get_logger
@@ -74,6 +74,9 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainSummary:
 
     # -- resume ---------------------------------------------------------------------------------
     ckpt_path = out / CHECKPOINT_NAME
+    if dist.is_main:
+        for stale in remove_partial_writes(out):
+            _log.info("removed %s, left by an interrupted checkpoint write", stale)
     step = _resume(cfg, engine, out)
     saved_step = step
 
@@ -87,7 +90,8 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainSummary:
             epoch, first = divmod(step, steps_per_epoch)
             loader.set_epoch(epoch)
             loader.start_at(first)
-            for batch, wait_s in timed_batches(loader, dist.device, cfg.run.channels_last):
+            for batch, wait_s in timed_batches(loader, dist.device, cfg.run.channels_last,
+                                               cfg.data.batch_size // dist.world_size):
                 loss = train_step(engine, batch.view1, batch.view2, step)
                 step += 1
                 nonfinite += (~torch.isfinite(loss)).float()

@@ -6,8 +6,8 @@ device. Resizes are bilinear with antialiasing (torchvision's default, close to 
 import torch
 from torchvision.transforms.v2 import functional as F
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
+
 WORKING_SIZE = 256
 
 
