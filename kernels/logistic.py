@@ -69,7 +69,7 @@ def logistic_path(z: torch.Tensor, labels: torch.Tensor, n_classes: int, lam: to
 
     Stops each problem when the 2-norm of its per-sample gradient is <= tol (at least as strict as sklearn's
     max-abs test at the same tol) or after max_iter iterations. `variances` (d,) scale the preconditioner;
-    `init` warm-starts from an earlier path over the same grid (e.g. the previous fold).
+    `init` warm-starts from an earlier path over the same grid (e.g. the refit from the best fold).
     """
     n, d = z.shape
     g = lam.shape[0]

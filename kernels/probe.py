@@ -106,7 +106,9 @@ def _classification(x: torch.Tensor, codes: torch.Tensor, classes: np.ndarray, w
     scores, grad_norms, iterations, path = [], [], [], None
     for train, val in splits:
         train, val = train.to(x.device), val.to(x.device)
-        path = logistic_path(z[train], codes[train], n_classes, lam, variances, tol, max_iter, init=path)
+        # Every fold starts cold: another fold's solution was fitted on this fold's validation
+        # images, and a weakly regularised fit that stops at max_iter would carry them over.
+        path = logistic_path(z[train], codes[train], n_classes, lam, variances, tol, max_iter)
         pred = logistic_decision(z[val], path.coef, path.intercept).argmax(dim=2)
         scores.append(_score(metric, pred, codes[val], n_classes))
         grad_norms.append(path.grad_norm)

@@ -192,3 +192,13 @@ def test_cuml_probes_agree_with_torch():
     target = x[:, :3] @ np.ones((3, 2))
     np.testing.assert_allclose(linear_probe(x, target, "regression", grid, 3, backend="cuml").cv_mean,
                                linear_probe(x, target, "regression", grid, 3).cv_mean, atol=1e-4)
+
+
+def test_logistic_cv_does_not_leak_validation_labels_across_folds():
+    # Random labels on wide random features: nearly separable, so weak regularisation cannot
+    # converge in max_iter; a fold warm-started from another fold's fit would remember its labels.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((160, 120)).astype(np.float32)
+    y = rng.integers(0, 4, 160)
+    result = linear_probe(x, y, "classification", grid=np.logspace(-6, -2, 5), folds=5, seed=0, max_iter=30)
+    assert result.cv_mean.max() < 0.45
