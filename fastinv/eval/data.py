@@ -76,12 +76,16 @@ class EvalData:
         found = [n for n, spec in DATASETS.items() if spec.suite == suite and n in self._present]
         return sorted(found, key=lambda n: DATASETS[n].folder != WORLD_FOLDER)
 
+    @cached_property
+    def _world_digest(self) -> str:
+        settings = json.dumps(json.loads((self.world / "world.json").read_text())["config"], sort_keys=True)
+        return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
     def dataset_key(self, name: str, part: str) -> str:
         """The identity of a dataset part in feature-cache keys."""
         root = self._present[name]
         if root == self.world:
-            settings = json.dumps(json.loads((self.world / "world.json").read_text())["config"], sort_keys=True)
-            return f"{name}:{part}:world-{hashlib.sha256(settings.encode()).hexdigest()[:16]}"
+            return f"{name}:{part}:world-{self._world_digest}"
         return f"{name}:{part}:{root.resolve()}"
 
     def _load(self, image_set: ImageSet, size: int) -> Loaded:
