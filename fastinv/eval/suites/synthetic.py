@@ -32,11 +32,13 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
         for name, transform in EVAL_TRANSFORMS.items():
             dist_sum = torch.zeros(clean.shape[0], device=clean.device, dtype=torch.float64)
             sim_sum = torch.zeros_like(dist_sum)
-            grid = transform.grid(ctx.config.grid_size)
-            for magnitude in grid:
-                moved = ctx.features(model, images, dataset=dataset, view=view,
-                                     prepare=lambda batch, m=magnitude, t=transform: t.view(batch, m, normalise=False),
-                                     transform_key=f"{name}={magnitude!r}")
+            indices = transform.grid_indices(ctx.config.grid_size)
+            grid = [transform.magnitudes[i] for i in indices]
+            for index, magnitude in zip(indices, grid):
+                # The identity magnitude maps every image to itself bit for bit: reuse the clean features.
+                moved = clean if index == transform.identity_index else ctx.features(
+                    model, images, dataset=dataset, view=view, transform_key=f"{name}={magnitude!r}",
+                    prepare=lambda batch, m=magnitude, t=transform: t.view(batch, m, normalise=False))
                 dist_sum += mahalanobis(clean, moved, stats).to(torch.float64)
                 sim_sum += whitened_cosine(clean, moved, stats).to(torch.float64)
             distance[model][name] = float(dist_sum.mean() / len(grid))
