@@ -45,7 +45,7 @@ REPRODUCE_PRESETS: dict[str, ReproducePreset] = {
         world=WorldConfig(size=64, per_class=430, test_per_class=100, pose_groups=16, light_groups=16, group_size=8),
         data=DataConfig(root="", image_size=64, batch_size=128, workers=2),
         model=ModelConfig(arch="resnet18", head_hidden=512, head_dim=128, bn="split", bn_splits=2),
-        moco=MoCoConfig(K=4096, m=0.99, T=0.2),
+        moco=MoCoConfig(K=2048, m=0.99, T=0.2),  # below the 3,010 training images
         optim=OptimConfig(epochs=8, lr=0.06),
         evaluation=replace(EVAL_PRESETS["world"], synthetic_images=150, grid_size=6),
         amp="bf16",

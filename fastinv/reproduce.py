@@ -16,6 +16,8 @@ from fastinv.train.loop import train
 from fastinv.world import ensure_world
 
 log = get_logger(__name__)
+
+
 def pretrain_recipe(preset: ReproducePreset, recipe: str, data_root: Path, out: Path, *, device: str,
                     seed: int, progress: bool) -> Path:
     """Pre-train one recipe (resuming if its folder holds a checkpoint); return its backbone file."""

@@ -17,6 +17,8 @@ from fastinv.train.moco import MoCo
 from fastinv.train.monitor import NonFiniteLossError, read_metrics
 from fastinv.train.schedule import cosine_schedule
 from fastinv.train.step import build_engine, train_step
+from fastinv.world.config import WorldConfig
+from fastinv.world.generate import generate_world
 
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
@@ -62,10 +64,10 @@ def test_default_config_is_the_moco_v2_reference():
     assert cfg.bn_mode(1) == "split" and cfg.bn_mode(8) == "shuffle"
 
 
-def _moco(shuffle="local", K=8) -> MoCo:
+def _moco(shuffle="local", K=8, queue_init="empty") -> MoCo:
     torch.manual_seed(0)
     encoder = build_resnet("resnet10x0.25")
-    return MoCo(encoder, dim=128, K=K, T=0.2, shuffle=shuffle)
+    return MoCo(encoder, dim=128, K=K, T=0.2, shuffle=shuffle, queue_init=queue_init)
 
 
 def test_queue_wraps_and_momentum_update_is_an_ema():
@@ -84,12 +86,27 @@ def test_queue_wraps_and_momentum_update_is_an_ema():
         torch.testing.assert_close(k1, 0.9 * k0 + 0.1 * q)
 
 
-def test_contrastive_loss_is_infonce_against_the_queue():
+def _infonce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ negatives], dim=1) / 0.2
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def test_contrastive_loss_is_infonce_against_the_written_queue_slots():
     moco = _moco(K=8)
     q, k = F.normalize(torch.randn(4, 128), dim=1), F.normalize(torch.randn(4, 128), dim=1)
-    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ moco.queue], dim=1) / 0.2
-    expected = (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
-    torch.testing.assert_close(moco.contrastive_loss(q, k), expected)
+    assert moco.contrastive_loss(q, k).item() == 0.0  # no key written yet: nothing to contrast with
+    moco.enqueue(F.normalize(torch.randn(4, 128), dim=1))
+    torch.testing.assert_close(moco.contrastive_loss(q, k), _infonce(q, k, moco.queue[:, :4]))
+    moco.enqueue(F.normalize(torch.randn(4, 128), dim=1))
+    moco.enqueue(F.normalize(torch.randn(4, 128), dim=1))
+    assert moco.queue_filled.item() == 8
+    torch.testing.assert_close(moco.contrastive_loss(q, k), _infonce(q, k, moco.queue))
+
+
+def test_random_queue_init_counts_every_slot_from_the_start():
+    moco = _moco(K=8, queue_init="random")
+    q, k = F.normalize(torch.randn(4, 128), dim=1), F.normalize(torch.randn(4, 128), dim=1)
+    torch.testing.assert_close(moco.contrastive_loss(q, k), _infonce(q, k, moco.queue))
 
 
 def test_shuffled_keys_come_back_in_input_order():
@@ -114,6 +131,25 @@ def test_step_runs_under_each_precision(amp, symmetric, clip, tmp_path):
     assert engine.moco.queue_ptr.item() == (2 * 16 * (2 if symmetric else 1)) % 64
     assert not torch.equal(before, engine.moco.encoder_q.conv1.weight)
     assert engine.scaler.is_enabled() == (amp == "fp16")
+
+
+@pytest.mark.parametrize("queue_init,learns", [("empty", True), ("random", False)])
+def test_a_short_run_lowers_the_loss_unless_fake_negatives_collapse_it(queue_init, learns, tmp_path):
+    # 280 images, 8 steps per epoch; the queue (K=128) is full after 4 steps. With the reference's
+    # random initial queue the embedding collapses in those steps and the loss stays near ln(K+1).
+    generate_world(WorldConfig(size=32, per_class=40, test_per_class=4, pose_groups=2, light_groups=2,
+                               group_size=2, workers=1), tmp_path / "world", progress=False)
+    cfg = TrainConfig(
+        data=DataConfig(root=str(tmp_path / "world" / "trainset"), image_size=32, batch_size=32, workers=0,
+                        recipe="appearance"),
+        model=ModelConfig(arch="resnet10x0.25", head_hidden=64, head_dim=32, bn_splits=2),
+        moco=MoCoConfig(K=128, m=0.99, T=0.2, queue_init=queue_init),
+        optim=OptimConfig(epochs=6, lr=0.06),
+        run=RunConfig(out=str(tmp_path / "run"), log_every=4, tensorboard=False, progress=False, deterministic=True))
+    train(cfg)
+    losses = [row["loss"] for row in read_metrics(tmp_path / "run") if "loss" in row]
+    full_queue, final = losses[1], float(np.mean(losses[-3:]))
+    assert (full_queue - final > 0.25 and final < math.log(129) - 0.4) == learns, losses
 
 
 def test_resumed_run_ends_with_the_same_weights(tiny_world, tmp_path):

@@ -4,8 +4,8 @@ import json
 import os
 
 from fastinv.paths import existing_dir
-from fastinv.train.config import AMP_MODES, BN_MODES, LOADERS, DataConfig, ModelConfig, MoCoConfig, OptimConfig, \
-    RunConfig, TrainConfig
+from fastinv.train.config import AMP_MODES, BN_MODES, LOADERS, QUEUE_INITS, DataConfig, ModelConfig, MoCoConfig, \
+    OptimConfig, RunConfig, TrainConfig
 
 HELP = "pre-train a MoCo-v2 model under an augmentation recipe (resumable; torchrun for several processes)"
 
@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "0.99 for short ones (few steps)")
     moco.add_argument("--temperature", type=float, default=q.T, help="T, softmax temperature; 0.2 in MoCo-v2 "
                       "(0.07 in v1)")
+    moco.add_argument("--queue-init", choices=QUEUE_INITS, default=q.queue_init, help="empty: queue slots no key "
+                      "has written yet stay out of the loss; random: the reference code's random unit vectors count "
+                      "as negatives until overwritten (they collapse short runs on similar images)")
     moco.add_argument("--symmetric", action="store_true", help="add the loss with the views swapped (twice the "
                       "compute per step, better sample use on short schedules)")
     optim = parser.add_argument_group("optimiser")
@@ -97,7 +100,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                         batch_size=args.batch_size, workers=args.workers),
         model=ModelConfig(arch=args.arch, head_hidden=args.head_hidden, head_dim=args.head_dim, bn=args.bn,
                           bn_splits=args.bn_splits),
-        moco=MoCoConfig(K=args.queue_size, m=args.momentum, T=args.temperature, symmetric=args.symmetric),
+        moco=MoCoConfig(K=args.queue_size, m=args.momentum, T=args.temperature, symmetric=args.symmetric,
+                       queue_init=args.queue_init),
         optim=OptimConfig(epochs=args.epochs, lr=args.lr, momentum=args.sgd_momentum, weight_decay=args.weight_decay,
                           warmup_epochs=args.warmup_epochs, clip_grad=args.clip_grad),
         run=RunConfig(out=args.out, device=args.device, amp=args.amp, channels_last=args.channels_last,

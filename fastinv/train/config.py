@@ -11,6 +11,7 @@ from fastinv.errors import UsageError
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 BN_MODES = ("auto", "shuffle", "sync", "split", "plain")
 LOADERS = ("torch", "dali", "ffcv")
+QUEUE_INITS = ("empty", "random")
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,14 @@ class ModelConfig:
 @dataclass(frozen=True)
 class MoCoConfig:
     """The contrastive objective, with the paper's names: queue length K, key-encoder momentum m,
-    softmax temperature T; symmetric adds the loss with the views swapped."""
+    softmax temperature T; symmetric adds the loss with the views swapped; queue_init 'empty'
+    leaves unwritten queue slots out of the loss, 'random' is the reference code's random keys."""
 
     K: int = 65536
     m: float = 0.999
     T: float = 0.2
     symmetric: bool = False
+    queue_init: str = "empty"
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class TrainConfig:
         _choice("--loader", d.loader, LOADERS)
         _choice("--amp", r.amp, AMP_MODES)
         _choice("--bn", m.bn, BN_MODES)
+        _choice("--queue-init", q.queue_init, QUEUE_INITS)
         _positive("--image-size", d.image_size, 16)
         _positive("--batch-size", d.batch_size, 2)
         _positive("--epochs", o.epochs, 1)
@@ -157,7 +161,7 @@ class TrainConfig:
 
 # Fields that must agree between a checkpoint and the run resuming from it.
 RESUME_KEYS = (("model", "arch"), ("model", "head_hidden"), ("model", "head_dim"), ("moco", "K"),
-               ("moco", "symmetric"), ("data", "batch_size"), ("optim", "epochs"), ("run", "seed"))
+               ("moco", "symmetric"), ("moco", "queue_init"), ("data", "batch_size"), ("optim", "epochs"), ("run", "seed"))
 
 
 def resume_mismatches(saved: dict[str, Any], current: "TrainConfig") -> list[str]:

@@ -65,6 +65,10 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainSummary:
     if steps_per_epoch == 0:
         raise UsageError(f"--data {cfg.data.root}: fewer images per process than the batch "
                          f"({cfg.data.batch_size // dist.world_size}); lower --batch-size")
+    images = steps_per_epoch * cfg.data.batch_size
+    if cfg.moco.K > images and dist.is_main:
+        _log.warning("--queue-size %d exceeds the %d images of an epoch: the queue will hold older keys of a "
+                     "query's own image as negatives; choose K below %d", cfg.moco.K, images, images)
     knn_sets = _knn_sets(cfg) if cfg.run.knn_every and dist.is_main else None
 
     # -- model, loss, optimiser, schedule --------------------------------------------------------
@@ -86,6 +90,9 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainSummary:
     nonfinite = torch.zeros((), device=dist.device)
     loss_sum, window, last_loss, last_knn = torch.zeros((), device=dist.device), 0, None, None
     try:
+        if knn_sets is not None and step == 0:  # the random-init baseline the trained features should beat
+            last_knn = _knn_accuracy(engine, knn_sets, cfg)
+            monitor.log(step, {"epoch": 0, "knn_top1": last_knn})
         while step < stop:
             epoch, first = divmod(step, steps_per_epoch)
             loader.set_epoch(epoch)

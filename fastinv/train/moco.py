@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastinv.train.config import QUEUE_INITS
 from fastinv.train.distributed import concat_all_gather
 
 SHUFFLES = ("none", "local", "ranks")
@@ -32,13 +33,19 @@ class MoCo(nn.Module):
 
     K: queue length; T: softmax temperature; shuffle: how keys avoid the BN shortcut - 'ranks'
     (shuffle-BN across processes), 'local' (shuffle within the device batch, for split BN) or
-    'none' (SyncBN / plain BN)."""
+    'none' (SyncBN / plain BN). queue_init: 'empty' leaves slots no key has written yet out of
+    the loss; 'random' counts the reference code's random unit vectors as negatives from step 0.
+    Those fake negatives are orthogonal to every query, so until the queue has filled the loss
+    only rewards pulling queries together: on short runs over similar images (the synthetic
+    world) that collapses the embedding within a few steps, and it never recovers."""
 
     def __init__(self, encoder_q: nn.Module, dim: int, K: int = 65536, T: float = 0.2, shuffle: str = "local",
-                 seed: int = 0):
+                 seed: int = 0, queue_init: str = "empty"):
         super().__init__()
         if shuffle not in SHUFFLES:
             raise ValueError(f"shuffle must be one of {SHUFFLES}, got {shuffle!r}")
+        if queue_init not in QUEUE_INITS:
+            raise ValueError(f"queue_init must be one of {QUEUE_INITS}, got {queue_init!r}")
         self.K, self.T, self.shuffle, self.seed = K, T, shuffle, seed
         self.encoder_q = encoder_q
         self.encoder_k = copy.deepcopy(encoder_q)
@@ -46,6 +53,7 @@ class MoCo(nn.Module):
         generator = torch.Generator().manual_seed(seed)
         self.register_buffer("queue", F.normalize(torch.randn(dim, K, generator=generator), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.register_buffer("queue_filled", torch.full((1,), K if queue_init == "random" else 0, dtype=torch.long))
 
     @torch.no_grad()
     def momentum_update(self, m: float) -> None:
@@ -92,11 +100,12 @@ class MoCo(nn.Module):
         return unshuffled[rank * b:(rank + 1) * b], unshuffled
 
     def contrastive_loss(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """InfoNCE of unit-norm queries q (B, dim) against their keys k (B, dim) and the queue,
-        computed in float32 (call outside autocast)."""
+        """InfoNCE of unit-norm queries q (B, dim) against their keys k (B, dim) and the filled
+        queue slots, computed in float32 (call outside autocast)."""
         q, k = q.float(), k.float()
         l_pos = (q * k).sum(dim=1, keepdim=True)
-        l_neg = q @ self.queue
+        unfilled = torch.arange(self.K, device=q.device) >= self.queue_filled
+        l_neg = (q @ self.queue).masked_fill(unfilled, float("-inf"))
         logits = torch.cat([l_pos, l_neg], dim=1) / self.T
         labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
         return F.cross_entropy(logits, labels)
@@ -111,3 +120,4 @@ class MoCo(nn.Module):
         idx = (self.queue_ptr + torch.arange(n, device=keys.device)) % self.K
         self.queue.index_copy_(1, idx, keys.to(self.queue.dtype).T)
         self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
+        self.queue_filled.clamp_(max=self.K - n).add_(n)

@@ -65,7 +65,8 @@ def build_engine(cfg: TrainConfig, dist: DistInfo, steps_per_epoch: int) -> Engi
     bn = cfg.bn_mode(dist.world_size)
     memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
     encoder = build_encoder(cfg, dist.world_size).to(dist.device, memory_format=memory_format)
-    moco = MoCo(encoder, cfg.model.head_dim, cfg.moco.K, cfg.moco.T, _SHUFFLE_FOR_BN[bn], cfg.run.seed)
+    moco = MoCo(encoder, cfg.model.head_dim, cfg.moco.K, cfg.moco.T, _SHUFFLE_FOR_BN[bn], cfg.run.seed,
+                cfg.moco.queue_init)
     moco.to(dist.device)
     if cfg.run.compile:
         moco.encoder_q.compile()
