@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -45,35 +45,78 @@ def krr_dual_coef(kernel: torch.Tensor, y: torch.Tensor, alphas: torch.Tensor, s
     """
     row_sums = kernel.abs().sum(dim=1)
     diag = kernel.diagonal()
-    norm_inf = float(row_sums.max())
     if float(((row_sums - diag.abs()) / (diag + alphas.min())).max()) <= _JACOBI_MAX_RATIO and float(diag.min()) > 0:
-        solved = [_jacobi(kernel, diag + alpha, alpha, y, norm_inf + alpha) for alpha in alphas.tolist()]
-        if all(x is not None for x in solved):
-            return torch.stack(solved)
+        solved = _jacobi(kernel, alphas, y, float(row_sums.max()))
+        if solved is not None:
+            return solved
     if solver == "eigh":
         values, vectors = torch.linalg.eigh(kernel)
         projected = vectors.T @ y
         return torch.matmul(vectors, projected[None] / (values[None, :, None] + alphas[:, None, None]))
     out = torch.empty(len(alphas), kernel.shape[0], y.shape[1], dtype=kernel.dtype, device=kernel.device)
     for i, alpha in enumerate(alphas.tolist()):
-        shifted = kernel.clone()
-        shifted.diagonal().add_(alpha)
-        factor, info = torch.linalg.cholesky_ex(shifted)
-        out[i] = torch.cholesky_solve(y, factor) if int(info) == 0 else torch.linalg.lstsq(shifted, y).solution
+        out[i] = _cholesky_solve(kernel, alpha, y)
     return out
 
 
-def _jacobi(kernel: torch.Tensor, diag: torch.Tensor, alpha: float, y: torch.Tensor, norm_inf: float,
+def _cholesky_solve(kernel: torch.Tensor, alpha: float, y: torch.Tensor) -> torch.Tensor:
+    """(K + alpha I)^-1 y by a Cholesky factorisation (least squares if K + alpha I is not positive definite).
+    The diagonal is shifted in place and restored, so no copy of K is made."""
+    diagonal = kernel.diagonal().clone()
+    kernel.diagonal().add_(alpha)
+    try:
+        # the upper factor of a row-major matrix is LAPACK's lower one in place: about 15% faster on a CPU
+        upper, info = torch.linalg.cholesky_ex(kernel, upper=True)
+        if int(info) != 0:
+            return torch.linalg.lstsq(kernel, y).solution
+        return torch.linalg.solve_triangular(upper, torch.linalg.solve_triangular(upper.mT, y, upper=False), upper=True)
+    finally:
+        kernel.diagonal().copy_(diagonal)
+
+
+def _jacobi(kernel: torch.Tensor, alphas: torch.Tensor, y: torch.Tensor, norm_inf: float,
             max_iter: int = 50) -> torch.Tensor | None:
-    """Jacobi iteration for (K + alpha I) x = y until ||r||_inf <= sqrt(n) eps ||A||_inf ||x||_inf; None if it stalls."""
-    bound = math.sqrt(kernel.shape[0]) * torch.finfo(torch.float64).eps * norm_inf
-    x = y / diag[:, None]
+    """Jacobi iteration for (K + alpha I) x = y, all alphas at once (one matrix product per sweep), until every
+    ||r||_inf <= sqrt(n) eps ||K + alpha I||_inf ||x||_inf; (A, n, t), or None if one stalls."""
+    n, t = y.shape
+    a = alphas[:, None, None]
+    diag = kernel.diagonal()[None, :, None] + a
+    bound = math.sqrt(n) * torch.finfo(torch.float64).eps * (norm_inf + alphas)
+    x = y[None] / diag
     for _ in range(max_iter):
-        r = y - kernel @ x - alpha * x
-        if float(r.abs().max()) <= bound * float(x.abs().max()):
+        product = (kernel @ x.transpose(0, 1).reshape(n, -1)).view(n, -1, t).transpose(0, 1)
+        r = y[None] - product - a * x
+        if bool((r.abs().amax(dim=(1, 2)) <= bound * x.abs().amax(dim=(1, 2))).all()):
             return x
-        x += r / diag[:, None]
+        x += r / diag
     return None
+
+
+def rbf_kernels(sq_dist: torch.Tensor, gammas: Sequence[float]) -> Iterator[torch.Tensor]:
+    """exp(-gamma * sq_dist) for each gamma in turn. When a gamma is a whole multiple r <= 16 of the one
+    before (a log grid of decades), the kernel is the previous one to the power r, by repeated squaring:
+    a few multiplications instead of an exp, within a few float64 ulps of it."""
+    previous, previous_gamma = None, None
+    for gamma in gammas:
+        ratio = gamma / previous_gamma if previous is not None else 0.0
+        whole = round(ratio)
+        if previous is not None and 2 <= whole <= 16 and abs(ratio - whole) <= 1e-12 * whole:
+            kernel = _whole_power(previous, whole)
+        else:
+            kernel = torch.exp(-gamma * sq_dist)
+        yield kernel
+        previous, previous_gamma = kernel, gamma
+
+
+def _whole_power(base: torch.Tensor, exponent: int) -> torch.Tensor:
+    result = None
+    while exponent:
+        if exponent & 1:
+            result = base.clone() if result is None else result.mul_(base)
+        exponent >>= 1
+        if exponent:
+            base = base * base
+    return result
 
 
 @dataclass(frozen=True)
@@ -134,9 +177,10 @@ def kernel_ridge_cv(features: Any, targets: Any, alphas: Sequence[float] = DEFAU
     for f, (train, val) in enumerate(splits):
         train, val = train.to(dev), val.to(dev)
         d_tt, d_vt = dist[train][:, train], dist[val][:, train]
-        for j, gamma in enumerate(gamma_t.tolist()):
-            coef = krr_dual_coef(torch.exp(-gamma * d_tt), ys[train], alphas_dev, method)
-            scores[f, :, j] = r2_score(torch.matmul(torch.exp(-gamma * d_vt), coef), ys[val])
+        pairs = zip(rbf_kernels(d_tt, gamma_t.tolist()), rbf_kernels(d_vt, gamma_t.tolist()))
+        for j, (k_tt, k_vt) in enumerate(pairs):
+            coef = krr_dual_coef(k_tt, ys[train], alphas_dev, method)
+            scores[f, :, j] = r2_score(torch.matmul(k_vt, coef), ys[val])
     cv_mean, cv_std = summarise(scores)
     a, g = np.unravel_index(int(np.argmax(cv_mean)), cv_mean.shape)
     result = KernelRidgeResult(alpha_t.numpy(), gamma_t.numpy(), scores.cpu().numpy(), cv_mean, cv_std, float(alpha_t[a]),

@@ -10,7 +10,7 @@ import torch
 from ._validate import KernelInputError, as_labels, encode_labels, as_matrix, check_grid, check_rows, check_same_width, resolve_device
 from .backends import require_backend
 from .cv import kfold_splits, summarise
-from .logistic import LogisticPath, logistic_decision, logistic_path, principal_axes
+from .logistic import logistic_decision, logistic_grid, logistic_path, principal_axes
 from .metrics import accuracy, mean_per_class_accuracy, r2_score
 from .ridge import ridge_coef, ridge_gram, ridge_path_predict
 
@@ -108,7 +108,7 @@ def _classification(x: torch.Tensor, codes: torch.Tensor, classes: np.ndarray, w
         train, val = train.to(x.device), val.to(x.device)
         # Every fold starts cold: another fold's solution was fitted on this fold's validation
         # images, and a weakly regularised fit that stops at max_iter would carry them over.
-        path = logistic_path(z[train], codes[train], n_classes, lam, variances, tol, max_iter)
+        path = logistic_grid(z[train], codes[train], n_classes, lam, variances, tol, max_iter)
         pred = logistic_decision(z[val], path.coef, path.intercept).argmax(dim=2)
         scores.append(_score(metric, pred, codes[val], n_classes))
         grad_norms.append(path.grad_norm)
@@ -116,13 +116,13 @@ def _classification(x: torch.Tensor, codes: torch.Tensor, classes: np.ndarray, w
     fold_scores = torch.stack(scores)
     cv_mean, cv_std = summarise(fold_scores)
     best = int(np.argmax(cv_mean))
-    start = LogisticPath(path.coef[best:best + 1], path.intercept[best:best + 1], path.grad_norm[best:best + 1],
-                         path.iterations[best:best + 1], tol)
-    final = logistic_path(z, codes, n_classes, lam[best:best + 1], variances, tol, max_iter, init=start)
+    final = logistic_path(z, codes, n_classes, lam[best:best + 1], variances, tol, max_iter,
+                          init=(path.coef[best:best + 1], path.intercept[best:best + 1]))
     coef = final.coef[0] if axes is None else axes @ final.coef[0]
     intercept = final.intercept[0] - mean @ coef
     grad_all = torch.stack(grad_norms)
-    info = {"solver": "batched preconditioned L-BFGS", "tol": tol, "max_grad_norm": float(grad_all.max()),
+    info = {"solver": "batched preconditioned L-BFGS, warm-started along the grid within each fold", "tol": tol,
+            "max_grad_norm": float(grad_all.max()),
             "unconverged_fits": int((grad_all > tol).sum()), "refit_grad_norm": float(final.grad_norm[0]),
             "iterations_per_fold": torch.stack(iterations).cpu().numpy(), "precondition": "diagonal" if axes is None else "pca"}
     result = ProbeResult("classification", metric, wd.numpy(), fold_scores.cpu().numpy(), cv_mean, cv_std, best, coef,

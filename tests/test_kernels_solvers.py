@@ -202,3 +202,18 @@ def test_logistic_cv_does_not_leak_validation_labels_across_folds():
     y = rng.integers(0, 4, 160)
     result = linear_probe(x, y, "classification", grid=np.logspace(-6, -2, 5), folds=5, seed=0, max_iter=30)
     assert result.cv_mean.max() < 0.45
+
+
+def test_warm_started_grid_reaches_the_cold_solutions():
+    from fastinv.kernels.logistic import logistic_grid, logistic_path, principal_axes
+
+    x, y = _classes()
+    mean, axes, variances = principal_axes(torch.as_tensor(x))
+    z, labels = (torch.as_tensor(x) - mean) @ axes, torch.as_tensor(y)
+    lam = torch.as_tensor(np.logspace(3, -3, 16)[[5, 0, 9, 3, 15, 1, 12, 7, 2, 14, 4, 11, 6, 13, 8, 10]])  # any order
+    cold = logistic_path(z, labels, 3, lam, variances, tol=1e-8)
+    warm = logistic_grid(z, labels, 3, lam, variances, tol=1e-8)
+    assert bool(cold.converged.all()) and bool(warm.converged.all())
+    torch.testing.assert_close(warm.coef, cold.coef, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(warm.intercept, cold.intercept, rtol=1e-5, atol=1e-6)
+    assert int(warm.iterations.sum()) < int(cold.iterations.sum())
