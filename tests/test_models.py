@@ -1,6 +1,6 @@
 """Backbone registry, split BN, checkpoint formats (import), export, and safe loading."""
-import random
 import pickle
+import random
 
 import pytest
 import timm
