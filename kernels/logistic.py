@@ -178,7 +178,7 @@ def logistic_grid(z: torch.Tensor, labels: torch.Tensor, n_classes: int, lam: to
     g = lam.shape[0]
     order = torch.argsort(lam.cpu())
     anchors = sorted(set(range(0, g, stride)) | {g - 1})
-    rest = [i for i in range(g) if i not in set(anchors)]
+    rest = sorted(set(range(g)) - set(anchors))
     anchor_ids = order[anchors].to(lam.device)
     solved = logistic_path(z, labels, n_classes, lam[anchor_ids], variances, tol, max_iter)
     if not rest:
