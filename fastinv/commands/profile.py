@@ -266,10 +266,7 @@ def instrumented_step(engine, view1, view2, step: int, timer: StageTimer):
     with timer.stage("forward_keys_loss"):
         with torch.autocast(**autocast):
             keys, gathered = moco.encode_keys([view1, view2] if engine.symmetric else [view2], step)
-        if engine.symmetric:
-            loss = 0.5 * (moco.contrastive_loss(queries[0], keys[1]) + moco.contrastive_loss(queries[1], keys[0]))
-        else:
-            loss = moco.contrastive_loss(queries[0], keys[0])
+        loss = moco.pair_loss(queries, keys)
     with timer.stage("backward"):
         engine.optimizer.zero_grad(set_to_none=True)
         engine.scaler.scale(loss).backward()
@@ -280,7 +277,7 @@ def instrumented_step(engine, view1, view2, step: int, timer: StageTimer):
         engine.scaler.step(engine.optimizer)
         engine.scaler.update()
     with timer.stage("enqueue"):
-        moco.enqueue(torch.cat(gathered) if len(gathered) > 1 else gathered[0])
+        moco.enqueue(torch.cat(gathered))
     return loss.detach()
 
 

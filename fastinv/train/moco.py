@@ -110,6 +110,13 @@ class MoCo(nn.Module):
         labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
         return F.cross_entropy(logits, labels)
 
+    def pair_loss(self, queries: tuple[torch.Tensor, ...], keys: list[torch.Tensor]) -> torch.Tensor:
+        """The step's loss: view 1's queries against view 2's keys, or with two queries (the
+        symmetric loss) the mean of both pairings."""
+        if len(queries) == 1:
+            return self.contrastive_loss(queries[0], keys[0])
+        return 0.5 * (self.contrastive_loss(queries[0], keys[1]) + self.contrastive_loss(queries[1], keys[0]))
+
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Write gathered keys (n, dim) over the oldest queue entries; K must be a multiple of n.

@@ -100,10 +100,7 @@ def train_step(engine: Engine, view1: torch.Tensor, view2: torch.Tensor, step: i
         moco.momentum_update(engine.m)
         key_views = [view1, view2] if engine.symmetric else [view2]
         keys, gathered = moco.encode_keys(key_views, step)
-    if engine.symmetric:
-        loss = 0.5 * (moco.contrastive_loss(queries[0], keys[1]) + moco.contrastive_loss(queries[1], keys[0]))
-    else:
-        loss = moco.contrastive_loss(queries[0], keys[0])
+    loss = moco.pair_loss(queries, keys)
     engine.optimizer.zero_grad(set_to_none=True)
     engine.scaler.scale(loss).backward()
     if engine.clip_grad > 0:
@@ -111,5 +108,5 @@ def train_step(engine: Engine, view1: torch.Tensor, view2: torch.Tensor, step: i
         nn.utils.clip_grad_norm_(moco.encoder_q.parameters(), engine.clip_grad)
     engine.scaler.step(engine.optimizer)
     engine.scaler.update()
-    moco.enqueue(torch.cat(gathered) if len(gathered) > 1 else gathered[0])
+    moco.enqueue(torch.cat(gathered))
     return loss.detach()
