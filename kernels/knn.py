@@ -33,25 +33,63 @@ def knn_classify(train_features: Any, train_labels: Any, query_features: Any, qu
 
     backend: "torch" (chunked matmul + top-k, `chunk` queries at a time) or "faiss" (exact inner-product index).
     """
-    if k < 1 or temperature <= 0 or chunk < 1:
-        raise KernelInputError(f"need k >= 1, temperature > 0 and chunk >= 1, got k={k}, temperature={temperature}, chunk={chunk}")
+    _check_settings(k, temperature, chunk)
     dev = resolve_device(device, train_features)
-    train = torch.nn.functional.normalize(as_matrix("train_features", train_features, dev, torch.float32), dim=1)
-    query = torch.nn.functional.normalize(as_matrix("query_features", query_features, dev, torch.float32), dim=1)
+    train = _unit_rows("train_features", train_features, dev)
+    query = _unit_rows("query_features", query_features, dev)
     check_same_width("query_features", query, "train_features", train)
     codes, classes = as_labels("train_labels", train_labels, train.shape[0], dev)
-    k = min(k, train.shape[0])
+    votes = _votes(train, codes, len(classes), query, min(k, train.shape[0]), temperature, chunk, backend, False)
+    return _result(classes[votes.cpu().numpy()], query_labels)
+
+
+def knn_leave_one_out(features: Any, labels: Any, k: int = 20, temperature: float = 0.07, chunk: int = 1024,
+                      backend: str = "torch", device: str | torch.device | None = None) -> KnnResult:
+    """Classify every row of `features` (n, d) by the weighted votes of its k most cosine-similar
+    other rows (leave-one-out), and score the predictions against `labels`: kNN on one labelled
+    set, such as views of object instances grouped by instance."""
+    _check_settings(k, temperature, chunk)
+    dev = resolve_device(device, features)
+    rows = _unit_rows("features", features, dev)
+    if rows.shape[0] < 2:
+        raise KernelInputError(f"leave-one-out kNN needs at least 2 rows, got {rows.shape[0]}")
+    codes, classes = as_labels("labels", labels, rows.shape[0], dev)
+    votes = _votes(rows, codes, len(classes), rows, min(k, rows.shape[0] - 1), temperature, chunk, backend, True)
+    return _result(classes[votes.cpu().numpy()], labels)
+
+
+def _check_settings(k: int, temperature: float, chunk: int) -> None:
+    if k < 1 or temperature <= 0 or chunk < 1:
+        raise KernelInputError(f"need k >= 1, temperature > 0 and chunk >= 1, got k={k}, temperature={temperature}, chunk={chunk}")
+
+
+def _unit_rows(name: str, value: Any, dev: torch.device) -> torch.Tensor:
+    return torch.nn.functional.normalize(as_matrix(name, value, dev, torch.float32), dim=1)
+
+
+def _votes(train: torch.Tensor, codes: torch.Tensor, n_classes: int, query: torch.Tensor, k: int, temperature: float,
+           chunk: int, backend: str, skip_self: bool) -> torch.Tensor:
+    """The winning class code of each query; with skip_self, query i is train row i and not its own neighbour."""
     if backend == "torch":
         parts = []
         for lo in range(0, query.shape[0], chunk):
-            sims, idx = (query[lo:lo + chunk] @ train.T).topk(k, dim=1)
-            parts.append(knn_votes(sims, idx, codes, len(classes), temperature).argmax(dim=1))
-        pred = torch.cat(parts)
-    else:
-        search = require_backend(backend, f"knn_classify(backend={backend!r})").search_inner_product
-        sims, idx = search(train, query, k)
-        pred = knn_votes(sims, idx, codes, len(classes), temperature).argmax(dim=1)
-    predictions = classes[pred.cpu().numpy()]
+            sims = query[lo:lo + chunk] @ train.T
+            if skip_self:
+                rows = torch.arange(sims.shape[0], device=sims.device)
+                sims[rows, rows + lo] = -torch.inf
+            top, idx = sims.topk(k, dim=1)
+            parts.append(knn_votes(top, idx, codes, n_classes, temperature).argmax(dim=1))
+        return torch.cat(parts)
+    search = require_backend(backend, f"knn_classify(backend={backend!r})").search_inner_product
+    sims, idx = search(train, query, k + skip_self)
+    if skip_self:
+        own = idx == torch.arange(query.shape[0], device=idx.device).unsqueeze(1)
+        sims, order = sims.masked_fill(own, -torch.inf).topk(k, dim=1)
+        idx = idx.gather(1, order)
+    return knn_votes(sims, idx, codes, n_classes, temperature).argmax(dim=1)
+
+
+def _result(predictions: np.ndarray, query_labels: Any) -> KnnResult:
     if query_labels is None:
         return KnnResult(predictions)
     truth = query_labels.detach().cpu().numpy() if isinstance(query_labels, torch.Tensor) else np.asarray(query_labels)

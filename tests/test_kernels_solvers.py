@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_score
 
 from fastinv.errors import MissingExtraError
-from fastinv.kernels import KernelInputError, kernel_ridge_cv, kfold_splits, knn_classify, linear_probe
+from fastinv.kernels import KernelInputError, kernel_ridge_cv, kfold_splits, knn_classify, knn_leave_one_out, linear_probe
 
 
 def _classes(n=240, d=12, c=3, seed=0):
@@ -110,6 +110,21 @@ def test_knn_matches_brute_force(backend):
     expected = _brute_knn(train, labels, query, 20, 0.07)
     np.testing.assert_array_equal(result.predictions, expected)
     assert result.top1 == pytest.approx((expected == truth).mean())
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_leave_one_out_knn_is_knn_on_the_other_rows(backend):
+    if backend == "faiss" and importlib.util.find_spec("faiss") is None:
+        pytest.skip("faiss is not installed")
+    rng = np.random.default_rng(6)
+    features, labels = rng.normal(size=(90, 8)), rng.integers(0, 3, 90)
+    result = knn_leave_one_out(features, labels, k=7, temperature=0.1, chunk=16, backend=backend)
+    expected = [_brute_knn(np.delete(features, i, 0), np.delete(labels, i), features[i:i + 1], 7, 0.1)[0]
+                for i in range(90)]
+    np.testing.assert_array_equal(result.predictions, expected)
+    assert result.top1 == pytest.approx((np.asarray(expected) == labels).mean())
+    twins = knn_leave_one_out(np.repeat(features[:4], 2, axis=0), np.arange(8), k=1, backend=backend)
+    np.testing.assert_array_equal(twins.predictions, np.arange(8) ^ 1)  # the twin, never the row itself
 
 
 def test_stratified_folds_partition_and_balance():

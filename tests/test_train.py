@@ -1,5 +1,6 @@
 """MoCo-v2 trainer: schedule, config checks, MoCo parts, the AMP step, exact resume, NaN stop."""
 import math
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -133,23 +134,51 @@ def test_step_runs_under_each_precision(amp, symmetric, clip, tmp_path):
     assert engine.scaler.is_enabled() == (amp == "fp16")
 
 
-@pytest.mark.parametrize("queue_init,learns", [("empty", True), ("random", False)])
-def test_a_short_run_lowers_the_loss_unless_fake_negatives_collapse_it(queue_init, learns, tmp_path):
-    # 280 images, 8 steps per epoch; the queue (K=128) is full after 4 steps. With the reference's
-    # random initial queue the embedding collapses in those steps and the loss stays near ln(K+1).
-    generate_world(WorldConfig(size=32, per_class=40, test_per_class=4, pose_groups=2, light_groups=2,
-                               group_size=2, workers=1), tmp_path / "world", progress=False)
+def _short_run(tmp_path, recipe: str, queue_init: str = "empty", **run) -> list[dict]:
+    """Seconds of pre-training on a 32-px world of 280 images (8 steps per epoch; the K=128 queue
+    is full after 4) with 8 pose groups of 6 images; returns the logged metrics."""
+    world = tmp_path / "world"
+    generate_world(WorldConfig(size=32, per_class=40, test_per_class=4, pose_groups=8, light_groups=2,
+                               group_size=6, workers=1), world, progress=False)
     cfg = TrainConfig(
-        data=DataConfig(root=str(tmp_path / "world" / "trainset"), image_size=32, batch_size=32, workers=0,
-                        recipe="appearance"),
+        data=DataConfig(root=str(world / "trainset"), image_size=32, batch_size=32, workers=0, recipe=recipe),
         model=ModelConfig(arch="resnet10x0.25", head_hidden=64, head_dim=32, bn_splits=2),
         moco=MoCoConfig(K=128, m=0.99, T=0.2, queue_init=queue_init),
         optim=OptimConfig(epochs=6, lr=0.06),
-        run=RunConfig(out=str(tmp_path / "run"), log_every=4, tensorboard=False, progress=False, deterministic=True))
+        run=RunConfig(out=str(tmp_path / "run"), log_every=4, tensorboard=False, progress=False, deterministic=True,
+                      **run))
     train(cfg)
-    losses = [row["loss"] for row in read_metrics(tmp_path / "run") if "loss" in row]
+    return read_metrics(tmp_path / "run")
+
+
+@pytest.mark.parametrize("queue_init,learns", [("empty", True), ("random", False)])
+def test_a_short_run_lowers_the_loss_unless_fake_negatives_collapse_it(queue_init, learns, tmp_path):
+    # With the reference's random initial queue the embedding collapses in the steps before the
+    # queue has filled, and the loss stays near ln(K+1).
+    losses = [row["loss"] for row in _short_run(tmp_path, "appearance", queue_init) if "loss" in row]
     full_queue, final = losses[1], float(np.mean(losses[-3:]))
     assert (full_queue - final > 0.25 and final < math.log(129) - 0.4) == learns, losses
+
+
+@pytest.mark.parametrize("recipe", ["default", "spatial"])
+def test_a_short_run_finds_objects_under_another_pose_better_than_random_init(recipe, tmp_path):
+    # Leave-one-out kNN on the pose groups: is the nearest image the same object in another pose?
+    pose_groups = str(tmp_path / "world" / "groups" / "pose")
+    rows = _short_run(tmp_path, recipe, knn_every=6, knn_train=pose_groups, knn_test=pose_groups, knn_k=5)
+    random_init, trained = [row["knn_top1"] for row in rows if "knn_top1" in row]
+    assert trained > random_init + 0.1, (random_init, trained)
+
+
+def test_knn_monitor_on_one_folder_never_counts_an_image_as_its_own_neighbour(tiny_world, tmp_path):
+    # One image per class: leave-one-out kNN must miss every one (counting the image itself would hit all).
+    folder = tmp_path / "one_each"
+    for shape in ("arrow", "ell", "tee"):
+        (folder / shape).mkdir(parents=True)
+        shutil.copy(tiny_world / "trainset" / shape / "000000.jpg", folder / shape / "a.jpg")
+    cfg = tiny_config(tiny_world / "trainset", tmp_path / "run", knn_every=1, knn_train=str(folder),
+                      knn_test=str(folder), knn_k=1, max_steps=1)
+    train(cfg)
+    assert [row["knn_top1"] for row in read_metrics(tmp_path / "run") if "knn_top1" in row] == [0.0]
 
 
 def test_resumed_run_ends_with_the_same_weights(tiny_world, tmp_path):

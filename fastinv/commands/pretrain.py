@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "epochs (0 = off); costs one pass over both sets")
     run.add_argument("--knn-train", default=None, help="ImageFolder of kNN reference images (default: --data)")
     run.add_argument("--knn-test", default=None, help="held-out ImageFolder for kNN (default: testset/ beside a "
-                     "trainset/ --data)")
+                     "trainset/ --data); the same folder as --knn-train scores each image by its neighbours among "
+                     "the others (leave-one-out), e.g. WORLD/groups/pose: find the same object under another pose")
     run.add_argument("--knn-k", type=int, default=r.knn_k, help="neighbours that vote in the kNN monitor (20)")
     run.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=r.tensorboard,
                      help="also write TensorBoard scalars to OUT/tb")

@@ -12,7 +12,7 @@ from torch import nn
 from fastinv.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint, remove_partial_writes, rng_state, \
     save_checkpoint, set_rng_state
 from fastinv.errors import DataError, UsageError
-from fastinv.kernels import knn_classify
+from fastinv.kernels import knn_classify, knn_leave_one_out
 from fastinv.log import get_logger
 from fastinv.models import export_backbone
 from fastinv.paths import writable_dir
@@ -173,7 +173,15 @@ def _resume(cfg: TrainConfig, engine: Engine, out: Path) -> int:
     return int(state["step"])
 
 
-def _knn_sets(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class _KnnSets:
+    """Clean images and labels the kNN monitor embeds; no held-out part means leave-one-out."""
+
+    reference: tuple[torch.Tensor, torch.Tensor]
+    held_out: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def _knn_sets(cfg: TrainConfig) -> _KnnSets:
     train_root = Path(cfg.run.knn_train or cfg.data.root)
     test_root = cfg.run.knn_test
     if test_root is None:
@@ -182,15 +190,21 @@ def _knn_sets(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
             raise UsageError("--knn-every needs --knn-test DIR, a held-out ImageFolder (found no testset/ beside "
                              f"{train_root})")
         test_root = sibling
-    return (*clean_images(train_root, cfg.data.image_size), *clean_images(test_root, cfg.data.image_size))
+    reference = clean_images(train_root, cfg.data.image_size)
+    if Path(test_root).resolve() == train_root.resolve():
+        return _KnnSets(reference, None)
+    return _KnnSets(reference, clean_images(test_root, cfg.data.image_size))
 
 
-def _knn_accuracy(engine: Engine, sets: tuple[torch.Tensor, ...], cfg: TrainConfig) -> float:
-    train_x, train_y, test_x, test_y = sets
+def _knn_accuracy(engine: Engine, sets: _KnnSets, cfg: TrainConfig) -> float:
+    parts = [sets.reference] if sets.held_out is None else [sets.reference, sets.held_out]
     with _without_head(engine.moco.encoder_q) as backbone:
-        feats = [embed(backbone, x, engine.device, channels_last=cfg.run.channels_last, amp_dtype=engine.amp_dtype)
-                 for x in (train_x, test_x)]
-    accuracy = knn_classify(feats[0], train_y, feats[1], test_y, k=cfg.run.knn_k).top1
+        feats = [embed(backbone, images, engine.device, channels_last=cfg.run.channels_last,
+                       amp_dtype=engine.amp_dtype) for images, _ in parts]
+    if sets.held_out is None:
+        accuracy = knn_leave_one_out(feats[0], sets.reference[1], k=cfg.run.knn_k).top1
+    else:
+        accuracy = knn_classify(feats[0], sets.reference[1], feats[1], sets.held_out[1], k=cfg.run.knn_k).top1
     if not math.isfinite(accuracy):
         raise NonFiniteLossError("kNN features became NaN/inf; the run has diverged")
     return accuracy
