@@ -99,10 +99,12 @@ def _brute_knn(train, labels, query, k, temperature):
     return np.array(out)
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+KNN_BACKENDS = ["torch", pytest.param("faiss", marks=pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
+                                                                         reason="faiss is not installed"))]
+
+
+@pytest.mark.parametrize("backend", KNN_BACKENDS)
 def test_knn_matches_brute_force(backend):
-    if backend == "faiss" and importlib.util.find_spec("faiss") is None:
-        pytest.skip("faiss is not installed")
     rng = np.random.default_rng(5)
     train, labels = rng.normal(size=(300, 16)), rng.integers(0, 4, 300)
     query, truth = rng.normal(size=(70, 16)), rng.integers(0, 4, 70)
@@ -112,10 +114,8 @@ def test_knn_matches_brute_force(backend):
     assert result.top1 == pytest.approx((expected == truth).mean())
 
 
-@pytest.mark.parametrize("backend", ["torch", "faiss"])
+@pytest.mark.parametrize("backend", KNN_BACKENDS)
 def test_leave_one_out_knn_is_knn_on_the_other_rows(backend):
-    if backend == "faiss" and importlib.util.find_spec("faiss") is None:
-        pytest.skip("faiss is not installed")
     rng = np.random.default_rng(6)
     features, labels = rng.normal(size=(90, 8)), rng.integers(0, 3, 90)
     result = knn_leave_one_out(features, labels, k=7, temperature=0.1, chunk=16, backend=backend)
