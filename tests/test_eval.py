@@ -61,6 +61,9 @@ def test_suites_end_to_end_identical_models_have_no_winner(tiny_world: Path, con
         assert cosine.rows["a"][column] == cosine.rows["b"][column]
         assert cosine.winners.get(column) is None
     assert all(w is None for w in results.table("realworld_cosine").winners.values())
+    groups = results.table("knn_groups")
+    assert set(groups.columns) == set(results.table("realworld_cosine").columns)
+    assert groups.rows["a"] == groups.rows["b"] and all(0.0 <= v <= 1.0 for v in groups.rows["a"].values())
     assert "cifar10" in results.skipped and "no --data-root" in results.skipped["cifar10"]
     misses = results.meta["feature_cache"]["misses"]
     assert misses > 0
@@ -139,6 +142,6 @@ def test_eval_cli_writes_results_and_report(tiny_world: Path, tmp_path: Path) ->
                   "--cache-dir", str(tmp_path / "cache"), "--no-progress")
     assert result.returncode == 0, result.stderr
     doc = json.loads((out / "results.json").read_text())
-    assert {t["key"] for t in doc["tables"]} == {"realworld_mahalanobis", "realworld_cosine", "knn_top1"}
+    assert {t["key"] for t in doc["tables"]} == {"realworld_mahalanobis", "realworld_cosine", "knn_top1", "knn_groups"}
     assert (out / "report.md").is_file() and (out / "tables" / "knn_top1.csv").is_file()
     assert "skipped cifar10" in result.stderr
