@@ -64,6 +64,7 @@ def test_suites_end_to_end_identical_models_have_no_winner(tiny_world: Path, con
     groups = results.table("knn_groups")
     assert set(groups.columns) == set(results.table("realworld_cosine").columns)
     assert groups.rows["a"] == groups.rows["b"] and all(0.0 <= v <= 1.0 for v in groups.rows["a"].values())
+    assert all(w is None for w in groups.winners.values())
     assert "cifar10" in results.skipped and "no --data-root" in results.skipped["cifar10"]
     misses = results.meta["feature_cache"]["misses"]
     assert misses > 0

@@ -4,7 +4,9 @@ real-world group set with the groups as classes: is an image's nearest neighbour
 (scene, material) under another pose or light?"""
 from fastinv.eval.context import EvalContext
 from fastinv.eval.data import EvalData
-from fastinv.kernels import knn_classify, knn_leave_one_out
+import numpy as np
+
+from fastinv.kernels import hoeffding_winner, knn_classify, knn_leave_one_out
 from fastinv.results import Table
 
 NAME = "knn"
@@ -50,19 +52,26 @@ def _task_table(ctx: EvalContext, data: EvalData) -> Table:
 def _group_table(ctx: EvalContext, data: EvalData) -> Table:
     config = ctx.config
     rows = {m: {} for m in ctx.models}
+    winners = {}
     for group_set, _ in data.group_sets:
+        hits = {}
         for model in ctx.models:
             features = ctx.features(model, group_set.images, dataset=data.dataset_key(group_set.name, "all"),
                                     view=config.clean_view)
             result = knn_leave_one_out(features, group_set.groups, k=config.knn_k, temperature=config.knn_temperature)
             rows[model][group_set.name] = float(result.top1)
+            hits[model] = (result.predictions == np.asarray(group_set.groups)).astype(np.float64)
             if model in ctx.extractors:
                 ctx.advance(f"{NAME} {model} {group_set.name}")
+        if len(hits) >= 2:
+            winners[group_set.name] = hoeffding_winner(hits, delta=config.delta, bounds=(-1.0, 1.0)).winner
     sizes = ", ".join(f"{s.name}: {len(set(s.groups.tolist()))} groups, {len(s.groups)} images"
                       for s, _ in data.group_sets)
     return Table(key="knn_groups", title=f"Group retrieval: leave-one-out kNN top-1 with the groups as classes "
                                          f"(k = {config.knn_k}, T = {config.knn_temperature})",
                  columns=[s.name for s, _ in data.group_sets], rows=rows, better="higher",
-                 column_kinds={s.name: kind for s, kind in data.group_sets},
+                 column_kinds={s.name: kind for s, kind in data.group_sets}, winners=winners,
                  note=f"{sizes}. Each image is voted on by its k nearest other images of its set; higher = the "
-                      "features find the same object again across the set's changes.", section=NAME)
+                      "features find the same object again across the set's changes. • = significant winner "
+                      f"(Hoeffding over images, hit differences in [-1, 1], delta {config.delta} Bonferroni-split).",
+                 section=NAME)
