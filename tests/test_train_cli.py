@@ -1,5 +1,6 @@
 """`fastinv pretrain` on the command line: a tiny run, auto-resume, one-line errors."""
 import json
+import shutil
 
 import pytest
 
@@ -40,3 +41,13 @@ def test_bad_choice_is_a_one_line_usage_error(tiny_world, tmp_path, capsys):
         main(["pretrain", "--data", str(tiny_world / "trainset"), "--out", str(tmp_path), "--amp", "fp8"])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and "invalid choice" in err and len(err.splitlines()) == 1
+
+
+def test_leave_one_out_knn_on_a_single_image_is_a_one_line_error(tiny_world, tmp_path, capsys):
+    folder = tmp_path / "one" / "arrow"
+    folder.mkdir(parents=True)
+    shutil.copy(tiny_world / "trainset" / "arrow" / "000000.jpg", folder)
+    knn = ["--knn-every", "1", "--knn-train", str(folder.parent), "--knn-test", str(folder.parent)]
+    assert main(["pretrain", "--data", str(tiny_world / "trainset"), "--out", str(tmp_path / "o"), *TINY, *knn]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "leave-one-out kNN" in err and "found 1" in err and len(err.splitlines()) == 1

@@ -192,6 +192,9 @@ def _knn_sets(cfg: TrainConfig) -> _KnnSets:
         test_root = sibling
     reference = clean_images(train_root, cfg.data.image_size)
     if Path(test_root).resolve() == train_root.resolve():
+        if reference[0].shape[0] < 2:
+            raise UsageError(f"--knn-test {test_root}: leave-one-out kNN (the same folder as --knn-train) needs at "
+                             f"least 2 decodable images, found {reference[0].shape[0]}")
         return _KnnSets(reference, None)
     return _KnnSets(reference, clean_images(test_root, cfg.data.image_size))
 
