@@ -39,8 +39,8 @@ def knn_classify(train_features: Any, train_labels: Any, query_features: Any, qu
     query = _unit_rows("query_features", query_features, dev)
     check_same_width("query_features", query, "train_features", train)
     codes, classes = as_labels("train_labels", train_labels, train.shape[0], dev)
-    votes = _votes(train, codes, len(classes), query, min(k, train.shape[0]), temperature, chunk, backend, False)
-    return _result(classes[votes.cpu().numpy()], query_labels)
+    winners = _winning_codes(train, codes, len(classes), query, min(k, train.shape[0]), temperature, chunk, backend, False)
+    return _result(classes[winners.cpu().numpy()], query_labels)
 
 
 def knn_leave_one_out(features: Any, labels: Any, k: int = 20, temperature: float = 0.07, chunk: int = 1024,
@@ -54,8 +54,8 @@ def knn_leave_one_out(features: Any, labels: Any, k: int = 20, temperature: floa
     if rows.shape[0] < 2:
         raise KernelInputError(f"leave-one-out kNN needs at least 2 rows, got {rows.shape[0]}")
     codes, classes = as_labels("labels", labels, rows.shape[0], dev)
-    votes = _votes(rows, codes, len(classes), rows, min(k, rows.shape[0] - 1), temperature, chunk, backend, True)
-    return _result(classes[votes.cpu().numpy()], labels)
+    winners = _winning_codes(rows, codes, len(classes), rows, min(k, rows.shape[0] - 1), temperature, chunk, backend, True)
+    return _result(classes[winners.cpu().numpy()], labels)
 
 
 def _check_settings(k: int, temperature: float, chunk: int) -> None:
@@ -67,7 +67,7 @@ def _unit_rows(name: str, value: Any, dev: torch.device) -> torch.Tensor:
     return torch.nn.functional.normalize(as_matrix(name, value, dev, torch.float32), dim=1)
 
 
-def _votes(train: torch.Tensor, codes: torch.Tensor, n_classes: int, query: torch.Tensor, k: int, temperature: float,
+def _winning_codes(train: torch.Tensor, codes: torch.Tensor, n_classes: int, query: torch.Tensor, k: int, temperature: float,
            chunk: int, backend: str, skip_self: bool) -> torch.Tensor:
     """The winning class code of each query; with skip_self, query i is train row i and not its own neighbour."""
     if backend == "torch":
