@@ -134,6 +134,11 @@ class EvalData:
             sets.append((loaded, "spatial" if name in SPATIAL_SETS else "appearance"))
         return sets
 
+    def group_set_sizes(self) -> str:
+        """'name: G groups, N images' for each group set, for table notes."""
+        return ", ".join(f"{s.name}: {len(set(s.groups.tolist()))} groups, {len(s.groups)} images"
+                         for s, _ in self.group_sets)
+
     def tasks(self, suite: str) -> list[Task]:
         """Every present extrinsic or downstream task, decoded at the clean view."""
         return self._tasks[suite]

@@ -65,13 +65,11 @@ def _group_table(ctx: EvalContext, data: EvalData) -> Table:
                 ctx.advance(f"{NAME} {model} {group_set.name}")
         if len(hits) >= 2:
             winners[group_set.name] = hoeffding_winner(hits, delta=config.delta, bounds=(-1.0, 1.0)).winner
-    sizes = ", ".join(f"{s.name}: {len(set(s.groups.tolist()))} groups, {len(s.groups)} images"
-                      for s, _ in data.group_sets)
     return Table(key="knn_groups", title=f"Group retrieval: leave-one-out kNN top-1 with the groups as classes "
                                          f"(k = {config.knn_k}, T = {config.knn_temperature})",
                  columns=[s.name for s, _ in data.group_sets], rows=rows, better="higher",
                  column_kinds={s.name: kind for s, kind in data.group_sets}, winners=winners,
-                 note=f"{sizes}. Each image is voted on by its k nearest other images of its set; higher = the "
+                 note=f"{data.group_set_sizes()}. Each image is voted on by its k nearest other images of its set; higher = the "
                       "features find the same object again across the set's changes. • = significant winner "
                       f"(Hoeffding over images, hit differences in [-1, 1], delta {config.delta} Bonferroni-split).",
                  section=NAME)

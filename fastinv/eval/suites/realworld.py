@@ -38,8 +38,7 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
                    for name, scores in per_group.items()}
     kinds = {group_set.name: kind for group_set, kind in data.group_sets}
     columns = [s.name for s in sets]
-    sizes = ", ".join(f"{s.name}: {len(set(s.groups.tolist()))} groups, {len(s.groups)} images" for s in sets)
-    note = (f"{sizes}. Reference statistics from the clean reference images. The cosine mean includes each "
+    note = (f"{data.group_set_sizes()}. Reference statistics from the clean reference images. The cosine mean includes each "
             "group matrix's diagonal (as the reference code did).")
     return [
         Table(key="realworld_mahalanobis", title="Table 3 (top): mean pairwise Mahalanobis distance within groups (lower = more invariant)",
