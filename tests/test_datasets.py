@@ -47,16 +47,29 @@ def test_aloi_modes(tmp_path: Path) -> None:
         read_dataset("aloi_temperature", tmp_path)
 
 
-def test_alot_modes(tmp_path: Path) -> None:
-    for cam in (1, 2):
-        for light in (1, 8):
-            for rot in (0, 60):
-                _image(tmp_path / "ALOT" / "7" / f"7_c{cam}l{light}r{rot}.png")
-        _image(tmp_path / "ALOT" / "7" / f"7_c{cam}l8r0i.png")
-    assert _groups(read_dataset("alot_viewpoint", tmp_path)) == {"7": ["7_c1l1r0.png", "7_c1l1r60.png", "7_c2l1r0.png", "7_c2l1r60.png"]}
-    assert _groups(read_dataset("alot_illumination", tmp_path))["7/c2/r60"] == ["7_c2l1r60.png", "7_c2l8r60.png"]
+def _alot_material(root: Path, m: str) -> None:
+    """One ALOT material under its real file names: 4 cameras x lights 1-5, 8 at rotation 0 (no r) and
+    r60/r120/r180, and each camera's reddish image."""
+    for cam in range(1, 5):
+        for light in (1, 2, 3, 4, 5, 8):
+            for rot in ("", "r60", "r120", "r180"):
+                _image(root / "ALOT" / m / f"{m}_c{cam}l{light}{rot}.png", (4, 4))
+        _image(root / "ALOT" / m / f"{m}_c{cam}i.png", (4, 4))
+
+
+def test_alot_groups_on_the_real_file_names(tmp_path: Path) -> None:
+    for m in ("1", "2"):
+        _alot_material(tmp_path, m)
+    viewpoint = _groups(read_dataset("alot_viewpoint", tmp_path))
+    assert len(viewpoint) == 2 * 6 and {len(v) for v in viewpoint.values()} == {16}  # 250 x 6 = 1,500 on the full set
+    assert viewpoint["2/l8"] == sorted(f"2_c{c}l8{r}.png" for c in range(1, 5) for r in ("", "r60", "r120", "r180"))
+    illumination = _groups(read_dataset("alot_illumination", tmp_path))
+    assert len(illumination) == 2 * 4 * 4 and {len(v) for v in illumination.values()} == {6}  # 4,000 on the full set
+    assert illumination["1/c3/r0"] == sorted(f"1_c3l{light}.png" for light in (1, 2, 3, 4, 5, 8))
+    assert illumination["1/c3/r120"] == sorted(f"1_c3l{light}r120.png" for light in (1, 2, 3, 4, 5, 8))
     temperature = _groups(read_dataset("alot_temperature", tmp_path))
-    assert temperature["7/c1"] == ["7_c1l8r0.png", "7_c1l8r0i.png", "7_c1l8r60.png"]
+    assert len(temperature) == 2 * 4 and temperature["2/c4"] == ["2_c4i.png", "2_c4l8.png"]  # 1,000 on the full set
+    assert "every pair counts once" in DATASETS["alot_viewpoint"].note
 
 
 def test_exposure_flickr_realblur_pairs(tmp_path: Path) -> None:

@@ -12,13 +12,18 @@ from fastinv.datasets.base import ImageSet, grouped, layout_error, require_dir
 
 COIL100_LAYOUT = "root/obj{N}__{angle}.png (e.g. obj1__0.png)"
 ALOI_LAYOUT = "root/{viewpoint,illumination,temperature}/{object}/*.png; illumination files end in the camera digit before .png"
-ALOT_LAYOUT = "root/{material}/{material}_c{cam}l{light}r{rot}[i].png (e.g. 1/1_c1l1r0.png, 1/1_c1l8r0i.png)"
+ALOT_LAYOUT = ("root/{m}/{m}_c{cam}l{light}.png at rotation 0, root/{m}/{m}_c{cam}l{light}r{rot}.png at rotations "
+               "60/120/180, root/{m}/{m}_c{cam}i.png under reddish light (e.g. 1/1_c1l1.png, 1/1_c1l1r60.png, 1/1_c1i.png)")
 EXPOSURE_LAYOUT = "root/GT_IMAGES/*.jpg and root/INPUT_IMAGES/*.JPG, grouped by the name up to the first '-'"
 FLICKR1024_LAYOUT = "root/{split}/{name}_L.png next to {name}_R.png"
 REALBLUR_LAYOUT = "root/{scene}/gt/*.png and root/{scene}/blur/*.png, paired by sorted order"
 WORLD_GROUPS_LAYOUT = "root/groups/{pose,light}/{g}_{shape}/*.jpg (a world from `fastinv world`)"
 
-_ALOT_NAME = re.compile(r"^(?P<material>[^_]+)_c(?P<cam>\d+)l(?P<light>\d+)r(?P<rot>\d+)(?P<i>i?)\.png$")
+_ALOT_NAME = re.compile(r"^[^_]+_c(?P<cam>\d+)(?:l(?P<light>\d+)(?:r(?P<rot>\d+))?|(?P<reddish>i))\.png$")
+ALOT_LIGHTS = (1, 2, 3, 4, 5, 8)
+ALOT_VIEWPOINT_NOTE = ("alot_viewpoint: one group per (material, light) pair (250 x 6 = 1,500 on the full set), each over "
+                       "4 cameras x 4 rotations; the reference code's indexing (material = i mod 250, light = i mod 6) "
+                       "reaches only the pairs of equal parity, each twice; here every pair counts once.")
 
 
 def _nonempty(result: ImageSet, root: Path, layout: str, what: str) -> ImageSet:
@@ -59,35 +64,36 @@ read_aloi_illumination = _aloi("illumination")
 read_aloi_temperature = _aloi("temperature")
 
 
+def _alot_key(mode: str, material: str, match: re.Match) -> str | None:
+    """The group of one ALOT file in `mode`, or None when the mode leaves the file out."""
+    camera = f"{material}/c{int(match['cam'])}"
+    if mode == "temperature":
+        light_8_at_rotation_0 = match["light"] is not None and int(match["light"]) == 8 and match["rot"] is None
+        return camera if match["reddish"] or light_8_at_rotation_0 else None
+    if match["reddish"] or int(match["light"]) not in ALOT_LIGHTS:
+        return None
+    if mode == "viewpoint":
+        return f"{material}/l{int(match['light'])}"
+    return f"{camera}/r{int(match['rot'] or 0)}"
+
+
 def _alot(mode: str) -> Callable[[Path], ImageSet]:
     def read(root: Path) -> ImageSet:
         name = f"alot_{mode}"
         root = require_dir(root, name, ALOT_LAYOUT)
         paths, keys = [], []
-        parsed = [(p, _ALOT_NAME.match(p.name)) for p in sorted(root.glob("*/*.png"))]
-        lowest_light = {}
-        for _, m in parsed:
-            if m and not m["i"]:
-                lowest_light[m["material"]] = min(lowest_light.get(m["material"], 10**9), int(m["light"]))
-        for path, m in parsed:
-            if m is None:
-                continue
-            if mode == "viewpoint" and not m["i"] and int(m["light"]) == lowest_light[m["material"]]:
-                key = m["material"]
-            elif mode == "illumination" and not m["i"]:
-                key = f"{m['material']}/c{m['cam']}/r{m['rot']}"
-            elif mode == "temperature" and m["light"] == "8":
-                key = f"{m['material']}/c{m['cam']}"
-            else:
-                continue
-            paths.append(path)
-            keys.append(key)
+        for path in sorted(root.glob("*/*.png")):
+            match = _ALOT_NAME.match(path.name)
+            key = None if match is None else _alot_key(mode, path.parent.name, match)
+            if key is not None:
+                paths.append(path)
+                keys.append(key)
         return _nonempty(grouped(name, paths, keys), root, ALOT_LAYOUT, f"{mode} groups of >= 2 files")
 
     read.__doc__ = {
-        "viewpoint": "ALOT viewpoint: the material's images under its first light (all cameras, rotations); group = material.",
-        "illumination": "ALOT illumination: images without the 'i' suffix; group = material x camera x rotation.",
-        "temperature": "ALOT temperature: the l8 image and its reddened 'i' twin; group = material x camera.",
+        "viewpoint": "ALOT viewpoint: group = material x light (lights 1-5, 8), over its cameras and rotations; no reddish image.",
+        "illumination": "ALOT illumination: group = material x camera x rotation, over the lights 1-5, 8; no reddish image.",
+        "temperature": "ALOT temperature: group = material x camera, the pair c{cam}l8.png (rotation 0) and c{cam}i.png.",
     }[mode]
     return read
 

@@ -4,7 +4,7 @@ Expected folders under the data root (each is the root its reader takes):
 
     coil-100/                 COIL-100 (obj{N}__{angle}.png)
     ALOI/                     ALOI: viewpoint/, illumination/, temperature/ each {object}/*.png
-    ALOT/                     ALOT: {material}/{material}_c{cam}l{light}r{rot}[i].png
+    ALOT/                     ALOT: {m}/{m}_c{cam}l{light}.png, {m}_c{cam}l{light}r{rot}.png, {m}_c{cam}i.png
     ExposureErrors/           GT_IMAGES/*.jpg + INPUT_IMAGES/*.JPG
     Flickr1024/               {split}/{name}_L.png + {name}_R.png
     RealBlur-J/               {scene}/gt/*.png + {scene}/blur/*.png
@@ -29,13 +29,15 @@ from fastinv.errors import DataError
 @dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: its suite ("realworld", "extrinsic" or "downstream"), the folder under the
-    data root, the layout it expects there, and its reader."""
+    data root, the layout it expects there, its reader, and `note`: a sentence for the table
+    note wherever we read the dataset differently from the reference code ("" when we do not)."""
 
     name: str
     suite: str
     folder: str
     layout: str
     read: Callable[[Path], ImageSet | Splits]
+    note: str = ""
 
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
@@ -43,7 +45,8 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("aloi_viewpoint", "realworld", "ALOI", realworld.ALOI_LAYOUT, realworld.read_aloi_viewpoint),
     DatasetSpec("aloi_illumination", "realworld", "ALOI", realworld.ALOI_LAYOUT, realworld.read_aloi_illumination),
     DatasetSpec("aloi_temperature", "realworld", "ALOI", realworld.ALOI_LAYOUT, realworld.read_aloi_temperature),
-    DatasetSpec("alot_viewpoint", "realworld", "ALOT", realworld.ALOT_LAYOUT, realworld.read_alot_viewpoint),
+    DatasetSpec("alot_viewpoint", "realworld", "ALOT", realworld.ALOT_LAYOUT, realworld.read_alot_viewpoint,
+                realworld.ALOT_VIEWPOINT_NOTE),
     DatasetSpec("alot_illumination", "realworld", "ALOT", realworld.ALOT_LAYOUT, realworld.read_alot_illumination),
     DatasetSpec("alot_temperature", "realworld", "ALOT", realworld.ALOT_LAYOUT, realworld.read_alot_temperature),
     DatasetSpec("exposure_errors", "realworld", "ExposureErrors", realworld.EXPOSURE_LAYOUT, realworld.read_exposure_errors),
