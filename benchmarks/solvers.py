@@ -5,7 +5,8 @@
     python benchmarks/solvers.py --only logistic krr --logistic-n 5000 --logistic-d 2048
 
 Baselines: sklearn LogisticRegression (lbfgs, multinomial, max_iter 100, warm start along the 45 C values)
-and Ridge in 5-fold CV; GridSearchCV(KernelRidge(kernel="rbf")); scipy.spatial.distance.mahalanobis.
+and Ridge in 5-fold CV; GridSearchCV(make_pipeline(StandardScaler(), KernelRidge(kernel="rbf"))) scored per target
+(each target picks its own alpha and gamma); scipy.spatial.distance.mahalanobis.
 Prints seconds, the speed-up (baseline / ours) and both scores.
 """
 from __future__ import annotations
@@ -20,7 +21,10 @@ from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import make_scorer, r2_score
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from fastinv.kernels import (DEFAULT_ALPHAS, DEFAULT_GAMMAS, DEFAULT_WD_GRID, kernel_ridge_cv, linear_probe, mahalanobis,
@@ -81,14 +85,20 @@ def bench_ridge(n: int, d: int, targets: int, folds: int, seed: int) -> tuple:
 def bench_krr(n: int, d: int, targets: int, folds: int, seed: int) -> tuple:
     x, factors = feature_like(n, d, 16, seed)
     y = np.tanh(factors[:, :targets]) + 0.1 * np.random.default_rng(seed + 3).normal(size=(n, targets))
-    ours, t_ours = timed(lambda: kernel_ridge_cv(x, y, folds=folds, shuffle=False))
-    xs = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1)
-    grid = {"alpha": list(DEFAULT_ALPHAS), "gamma": list(DEFAULT_GAMMAS)}
-    search, t_theirs = timed(lambda: GridSearchCV(KernelRidge(kernel="rbf"), grid, cv=folds).fit(xs, y))
-    note = f"best alpha/gamma ours {ours.best_alpha:g}/{ours.best_gamma:g}, sklearn " \
-           f"{search.best_params_['alpha']:g}/{search.best_params_['gamma']:g}"
-    return (f"kernel ridge 5 alpha x 8 gamma x {folds}-fold n={n} d={d} t={targets}", t_ours, t_theirs,
-            f"{ours.cv_mean.max():.4f}", f"{search.best_score_:.4f}", note)
+    splits = list(KFold(folds).split(x))
+    ours, t_ours = timed(lambda: kernel_ridge_cv(x, y, folds=splits))
+    # the reference protocol, one pipeline per target, at its cheapest: one multi-output fit per (fold, setting)
+    # scored per target, so each target still picks its own pair
+    scoring = {f"t{t}": make_scorer(lambda truth, pred, t=t: r2_score(truth[:, t], pred[:, t])) for t in range(targets)}
+    grid = {"kernelridge__alpha": list(DEFAULT_ALPHAS), "kernelridge__gamma": list(DEFAULT_GAMMAS)}
+    pipeline = make_pipeline(StandardScaler(), KernelRidge(kernel="rbf"))
+    search, t_theirs = timed(lambda: GridSearchCV(pipeline, grid, scoring=scoring, refit=False, cv=splits).fit(x, y))
+    means = np.stack([search.cv_results_[f"mean_test_t{t}"] for t in range(targets)], axis=1)
+    flat = ours.best_index[:, 0] * len(DEFAULT_GAMMAS) + ours.best_index[:, 1]
+    same = int((means.argmax(axis=0) == flat).sum())
+    return (f"kernel ridge 5 alpha x 8 gamma x {folds}-fold per target n={n} d={d} t={targets}", t_ours, t_theirs,
+            f"{ours.best_cv_mean.mean():.4f}", f"{means.max(axis=0).mean():.4f}",
+            f"chosen pairs agree on {same} of {targets} targets; scores: mean over targets of the best CV R^2")
 
 
 def bench_distances(n: int, d: int, seed: int) -> tuple:

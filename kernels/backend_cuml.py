@@ -5,7 +5,8 @@ CUDA) and predictions come back the same way, so scoring and the result types ar
 """
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Callable
 
 import cupy
 import numpy as np
@@ -14,9 +15,8 @@ from cuml.kernel_ridge import KernelRidge
 from cuml.linear_model import LogisticRegression, Ridge
 
 from ._validate import as_labels, as_matrix, check_rows, encode_labels
-from .cv import Splits, kfold_splits, summarise
-from .kernel_ridge import KernelRidgeResult
-from .metrics import accuracy, mean_per_class_accuracy, r2_per_output, r2_score
+from .cv import kfold_splits, summarise
+from .metrics import accuracy, mean_per_class_accuracy, r2_score
 from .probe import ProbeResult
 
 
@@ -28,28 +28,29 @@ def _torch(a: Any, like: torch.Tensor) -> torch.Tensor:
     return torch.from_dlpack(cupy.asarray(a)).to(like.device)
 
 
-def kernel_ridge_cv(xs: torch.Tensor, ys: torch.Tensor, alphas: torch.Tensor, gammas: torch.Tensor, splits: Splits,
-                    standardized_targets: bool, test: tuple | None) -> KernelRidgeResult:
-    """Grid search with cuml.kernel_ridge.KernelRidge(kernel="rbf"): one fit per (fold, alpha, gamma)."""
-    scores = torch.empty(len(splits), len(alphas), len(gammas), dtype=torch.float64)
-    for f, (train, val) in enumerate(splits):
-        xtr, ytr, xva = _cp(xs[train]), _cp(ys[train]), _cp(xs[val])
-        for i, alpha in enumerate(alphas.tolist()):
-            for j, gamma in enumerate(gammas.tolist()):
-                model = KernelRidge(alpha=alpha, kernel="rbf", gamma=gamma).fit(xtr, ytr)
-                pred = _torch(model.predict(xva), ys).reshape(len(val), -1)
-                scores[f, i, j] = r2_score(pred, ys[val.to(ys.device)])
-    cv_mean, cv_std = summarise(scores)
-    a, g = np.unravel_index(int(np.argmax(cv_mean)), cv_mean.shape)
-    result = KernelRidgeResult(alphas.numpy(), gammas.numpy(), scores.numpy(), cv_mean, cv_std, float(alphas[a]), float(gammas[g]),
-                               standardized_targets, solver="cuml")
-    if test is None:
-        return result
-    xt, yt, y_mean, y_scale = test
-    model = KernelRidge(alpha=result.best_alpha, kernel="rbf", gamma=result.best_gamma).fit(_cp(xs), _cp(ys))
-    pred = _torch(model.predict(_cp(xt)), yt).reshape(len(yt), -1) * y_scale + y_mean
-    per_output = r2_per_output(pred, yt)
-    return KernelRidgeResult(**{**result.__dict__, "test_r2_per_output": per_output.cpu().numpy(), "test_r2": float(per_output.mean())})
+def _keeps_dtype(method: Callable) -> dict[str, bool]:
+    """Keyword arguments that stop `method` from casting float64 input to float32: older cuML releases do so
+    unless given convert_dtype=False (its default is True); newer ones keep the input dtype and deprecate
+    (26.08), then drop (26.10), the flag, so it is passed only where it still defaults to True."""
+    flag = inspect.signature(method).parameters.get("convert_dtype")
+    return {"convert_dtype": False} if flag is not None and flag.default is True else {}
+
+
+_FIT_KEEPS_DTYPE = _keeps_dtype(KernelRidge.fit)
+_PREDICT_KEEPS_DTYPE = _keeps_dtype(KernelRidge.predict)
+
+
+def krr_grid_predictions(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor, alphas: torch.Tensor,
+                         gammas: torch.Tensor) -> torch.Tensor:
+    """Predictions (A, G, m, t) of cuml.kernel_ridge.KernelRidge(kernel="rbf") fit on (x_train, y_train), one fit per
+    (alpha, gamma), in the inputs' float64 (the same contract as fastinv.kernels.kernel_ridge.grid_predictions)."""
+    xtr, ytr, xev = _cp(x_train), _cp(y_train), _cp(x_eval)
+    out = torch.empty(len(alphas), len(gammas), x_eval.shape[0], y_train.shape[1], dtype=y_train.dtype, device=y_train.device)
+    for i, alpha in enumerate(alphas.tolist()):
+        for j, gamma in enumerate(gammas.tolist()):
+            model = KernelRidge(alpha=alpha, kernel="rbf", gamma=gamma).fit(xtr, ytr, **_FIT_KEEPS_DTYPE)
+            out[i, j] = _torch(model.predict(xev, **_PREDICT_KEEPS_DTYPE), y_train).reshape(out.shape[2:])
+    return out
 
 
 def linear_probe(x: torch.Tensor, targets: Any, task: str, wd: torch.Tensor, folds, seed: int, test_features: Any,

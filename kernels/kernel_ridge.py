@@ -1,9 +1,9 @@
-"""RBF kernel ridge regression over an (alpha, gamma) grid: shared squared distances, per-gamma solves for all alphas."""
+"""RBF kernel ridge regression over an (alpha, gamma) grid, chosen per output: per-gamma kernels, per-alpha solves for all outputs."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ import torch
 from ._validate import KernelInputError, as_matrix, check_grid, check_rows, check_same_width, resolve_device
 from .backends import require_backend
 from .cv import kfold_splits, summarise
-from .metrics import r2_per_output, r2_score
+from .metrics import r2_per_output
 
 DEFAULT_ALPHAS = tuple(np.logspace(0, -4, 5))
 DEFAULT_GAMMAS = tuple(np.logspace(-5, 2, 8))
@@ -121,19 +121,61 @@ def _whole_power(base: torch.Tensor, exponent: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class KernelRidgeResult:
-    """CV R^2 over the (alpha, gamma) grid (A, G), the chosen pair, the refit model and its test R^2 per output."""
+    """CV R^2 of every output over the (alpha, gamma) grid, the pair each output chose, and its test R^2.
+
+    fold_scores (F, A, G, T) and its mean / std over folds cv_mean, cv_std (A, G, T); best_index
+    (T, 2): each output's (alpha, gamma) grid indices, the first best of its cv_mean in alpha-major
+    order (as sklearn's GridSearchCV picks), and best_alpha, best_gamma (T,) their values. With test
+    data, test_r2_per_output (T,) holds each output's test R^2 after refitting with its own pair, and
+    test_r2 their mean.
+    """
 
     alphas: np.ndarray
     gammas: np.ndarray
     fold_scores: np.ndarray
     cv_mean: np.ndarray
     cv_std: np.ndarray
-    best_alpha: float
-    best_gamma: float
+    best_index: np.ndarray
     standardized_targets: bool
     test_r2_per_output: np.ndarray | None = None
     test_r2: float | None = None
     solver: str = "cholesky"
+
+    @property
+    def best_alpha(self) -> np.ndarray:
+        """(T,) the alpha each output chose."""
+        return self.alphas[self.best_index[:, 0]]
+
+    @property
+    def best_gamma(self) -> np.ndarray:
+        """(T,) the gamma each output chose."""
+        return self.gammas[self.best_index[:, 1]]
+
+    @property
+    def best_cv_mean(self) -> np.ndarray:
+        """(T,) each output's mean CV R^2 at its chosen pair."""
+        return self.cv_mean[self.best_index[:, 0], self.best_index[:, 1], np.arange(self.best_index.shape[0])]
+
+
+# fit on (train features, train targets), predict the evaluation rows: (A, G, m, t) for every (alpha, gamma)
+GridPredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def grid_predictions(x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor, alphas: torch.Tensor,
+                     gammas: torch.Tensor, solver: str = "auto") -> torch.Tensor:
+    """Predictions (A, G, m, t) for x_eval (m, d) of RBF kernel ridge fit on x_train (n, d), y_train (n, t), float64.
+
+    One kernel per gamma serves every alpha and every output; `solver` as in `krr_dual_coef` ("auto"
+    picks by the number of alphas).
+    """
+    method = choose_solver(len(alphas), solver)
+    alphas = alphas.to(device=x_train.device, dtype=torch.float64)
+    out = torch.empty(len(alphas), len(gammas), x_eval.shape[0], y_train.shape[1], dtype=torch.float64, device=x_train.device)
+    pairs = zip(rbf_kernels(squared_distances(x_train, x_train), gammas.tolist()),
+                rbf_kernels(squared_distances(x_eval, x_train), gammas.tolist()))
+    for j, (k_train, k_eval) in enumerate(pairs):
+        out[:, j] = torch.matmul(k_eval, krr_dual_coef(k_train, y_train, alphas, method))
+    return out
 
 
 def kernel_ridge_cv(features: Any, targets: Any, alphas: Sequence[float] = DEFAULT_ALPHAS, gammas: Sequence[float] = DEFAULT_GAMMAS,
@@ -141,14 +183,21 @@ def kernel_ridge_cv(features: Any, targets: Any, alphas: Sequence[float] = DEFAU
                     test_features: Any = None, test_targets: Any = None, standardize_features: bool = True,
                     standardize_targets: bool = False, solver: str = "auto", backend: str = "torch",
                     device: str | torch.device | None = None) -> KernelRidgeResult:
-    """RBF kernel ridge (sklearn KernelRidge, no intercept) with k-fold CV on mean R^2 over outputs, refit on all train.
+    """RBF kernel ridge (sklearn KernelRidge, no intercept) with (alpha, gamma) chosen per output by k-fold CV on
+    that output's R^2, then each output refit on all training data with its own pair.
 
-    features (n, d), targets (n,) or (n, t). Features are standardised with training statistics (as the
-    reference did); targets only when standardize_targets (recorded in the result; R^2 is unchanged by
-    it, the fitted function is not). solver: "auto", "cholesky" (one factorisation per alpha) or "eigh".
+    features (n, d), targets (n,) or (n, t); the result is what one GridSearchCV of
+    make_pipeline(StandardScaler(), KernelRidge(kernel="rbf")) per target column gives on the same folds.
+    Features are standardised (mean, std ddof 0, 1 for constant columns) with statistics of each fold's
+    training part, and of all training data for the refit; targets likewise only when standardize_targets
+    (recorded in the result). Every output shares one kernel per (fold, gamma) and one factorisation per
+    (fold, gamma, alpha). solver: "auto", "cholesky" (one factorisation per alpha) or "eigh" (one per gamma);
+    backend "cuml" fits cuML's KernelRidge once per setting instead.
     """
     if solver not in ("auto", "cholesky", "eigh"):
         raise KernelInputError(f"unknown solver {solver!r}; choose 'auto', 'cholesky' or 'eigh'")
+    if backend not in ("torch", "cuml"):
+        raise KernelInputError(f"kernel_ridge_cv has no backend {backend!r}; choose 'torch' or 'cuml'")
     if (test_features is None) != (test_targets is None):
         raise KernelInputError("pass both test_features and test_targets, or neither")
     alpha_t, gamma_t = check_grid("alphas", alphas), check_grid("gammas", gammas)
@@ -163,39 +212,50 @@ def kernel_ridge_cv(features: Any, targets: Any, alphas: Sequence[float] = DEFAU
         check_rows("test_features", xt, "test_targets", yt)
         check_same_width("test_targets", yt, "targets", y)
     splits = kfold_splits(x.shape[0], folds, seed, shuffle=shuffle)
-    x_mean, x_scale = _standardizer(x, standardize_features)
-    y_mean, y_scale = _standardizer(y, standardize_targets)
-    xs, ys = (x - x_mean) / x_scale, (y - y_mean) / y_scale
-    if backend != "torch":
-        module = require_backend(backend, f"kernel_ridge_cv(backend={backend!r})")
-        return module.kernel_ridge_cv(xs, ys, alpha_t, gamma_t, splits, standardize_targets,
-                                      None if test_features is None else ((xt - x_mean) / x_scale, yt, y_mean, y_scale))
-    method = choose_solver(len(alpha_t), solver)
-    alphas_dev = alpha_t.to(dev)
-    dist = squared_distances(xs, xs)
-    scores = torch.empty(len(splits), len(alpha_t), len(gamma_t), dtype=torch.float64, device=dev)
+    if backend == "torch":
+        method = choose_solver(len(alpha_t), solver)
+        predict: GridPredictor = lambda *args: grid_predictions(*args, solver=method)  # noqa: E731
+    else:
+        method = backend
+        predict = require_backend(backend, f"kernel_ridge_cv(backend={backend!r})").krr_grid_predictions
+    scaled = (standardize_features, standardize_targets)
+    scores = torch.empty(len(splits), len(alpha_t), len(gamma_t), y.shape[1], dtype=torch.float64, device=dev)
     for f, (train, val) in enumerate(splits):
         train, val = train.to(dev), val.to(dev)
-        d_tt, d_vt = dist[train][:, train], dist[val][:, train]
-        pairs = zip(rbf_kernels(d_tt, gamma_t.tolist()), rbf_kernels(d_vt, gamma_t.tolist()))
-        for j, (k_tt, k_vt) in enumerate(pairs):
-            coef = krr_dual_coef(k_tt, ys[train], alphas_dev, method)
-            scores[f, :, j] = r2_score(torch.matmul(k_vt, coef), ys[val])
+        scores[f] = r2_per_output(_fit_predict(predict, x[train], y[train], x[val], alpha_t, gamma_t, *scaled), y[val])
     cv_mean, cv_std = summarise(scores)
-    a, g = np.unravel_index(int(np.argmax(cv_mean)), cv_mean.shape)
-    result = KernelRidgeResult(alpha_t.numpy(), gamma_t.numpy(), scores.cpu().numpy(), cv_mean, cv_std, float(alpha_t[a]),
-                               float(gamma_t[g]), standardize_targets, solver=method)
+    flat = cv_mean.reshape(-1, y.shape[1]).argmax(axis=0)
+    best = np.stack(np.unravel_index(flat, cv_mean.shape[:2]), axis=1)
+    result = KernelRidgeResult(alpha_t.numpy(), gamma_t.numpy(), scores.cpu().numpy(), cv_mean, cv_std, best,
+                               standardize_targets, solver=method)
     if test_features is None:
         return result
-    coef = krr_dual_coef(torch.exp(-result.best_gamma * dist), ys, alphas_dev[a:a + 1], method)[0]
-    pred = torch.exp(-result.best_gamma * squared_distances((xt - x_mean) / x_scale, xs)) @ coef * y_scale + y_mean
+    pred = torch.empty_like(yt)
+    for g in np.unique(best[:, 1]):
+        outputs = np.flatnonzero(best[:, 1] == g)
+        chosen, position = np.unique(best[outputs, 0], return_inverse=True)
+        cols = torch.as_tensor(outputs, device=dev)
+        grid = _fit_predict(predict, x, y[:, cols], xt, alpha_t[torch.as_tensor(chosen)], gamma_t[g:g + 1], *scaled)[:, 0]
+        pred[:, cols] = grid[torch.as_tensor(position, device=dev), :, torch.arange(len(outputs), device=dev)].T
     per_output = r2_per_output(pred, yt)
     return replace(result, test_r2_per_output=per_output.cpu().numpy(), test_r2=float(per_output.mean()))
 
 
+def _fit_predict(predict: GridPredictor, x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor, alphas: torch.Tensor,
+                 gammas: torch.Tensor, standardize_features: bool, standardize_targets: bool) -> torch.Tensor:
+    """Grid predictions (A, G, m, t) for x_eval in target units, the scalers fit on (x, y) alone."""
+    x_mean, x_scale = _standardizer(x, standardize_features)
+    y_mean, y_scale = _standardizer(y, standardize_targets)
+    pred = predict((x - x_mean) / x_scale, (y - y_mean) / y_scale, (x_eval - x_mean) / x_scale, alphas, gammas)
+    return pred * y_scale + y_mean
+
+
 def _standardizer(x: torch.Tensor, enabled: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column mean and scale (std, ddof 0; 1 for constant columns) as StandardScaler, or (0, 1) when disabled."""
+    """Column mean and scale as sklearn's StandardScaler (std with ddof 0; 1 for a column whose variance is within
+    float64 rounding of zero), or (0, 1) when disabled."""
     if not enabled:
         return torch.zeros_like(x[0]), torch.ones_like(x[0])
-    std = x.std(dim=0, unbiased=False)
-    return x.mean(dim=0), torch.where(std > 0, std, torch.ones_like(std))
+    mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
+    n, eps = x.shape[0], torch.finfo(torch.float64).eps
+    constant = var <= n * eps * var + (n * eps * mean) ** 2
+    return mean, torch.where(constant, torch.ones_like(var), var.sqrt())

@@ -75,6 +75,26 @@ class RunningMoments:
         beta = torch.minimum(beta, delta)
         return 0.0 if float(beta) <= 0 else float(beta / delta)
 
+    _STATE = ("shift", "sum", "outer", "sq_x", "sq2")
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The accumulated sums as named float64 tensors (with the count), to store and restore them."""
+        self._need(1)
+        sums = (self._shift, self._sum, self._outer, self._sq_x, self._sq2)
+        return {"n": torch.tensor(self.n, dtype=torch.int64), **dict(zip(self._STATE, sums))}
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], device: str | torch.device | None = None) -> "RunningMoments":
+        """Moments restored from `state()`, on `device` (default: where the tensors are)."""
+        missing = sorted({"n", *cls._STATE} - set(state))
+        if missing:
+            raise KernelInputError(f"moment state lacks {', '.join(missing)}")
+        moments = cls(device if device is not None else state["shift"].device)
+        moments.n = int(state["n"])
+        moments._shift, moments._sum, moments._outer, moments._sq_x, moments._sq2 = (
+            state[name].to(moments.device, torch.float64) for name in cls._STATE)
+        return moments
+
     def _need(self, k: int) -> None:
         if self.n < k:
             raise KernelInputError(f"reference statistics need at least {k} sample(s), got {self.n}; pass more features")

@@ -1,64 +1,95 @@
 """The 18 evaluation transforms of the synthetic invariance suite (SPEC section 3, paper Table 2).
 
-Each transform is an `EvalTransform` in `EVAL_TRANSFORMS`: its full magnitude grid as in the
-SPEC, the index of the identity magnitude (None where the grid has none), and a batched
-`apply(images, magnitude)` built on `torchvision.transforms.v2.functional`, which runs on any
-device and applies one magnitude to the whole batch. `view` adds the final Resize 256 +
-CenterCrop 224 and ImageNet normalisation; `clean_view` is the same without a transform.
+Each transform is an `EvalTransform` in `EVAL_TRANSFORMS`: the reference code's magnitude grid
+(its values, float32 as it held them, and its order), the index of the identity magnitude (None
+where the grid has none), and `views(image, indices)`, which makes the views of one decoded image
+at those grid positions, batched over the magnitudes on the image's device.
 
-Working size: the paper's code transformed each full-resolution PIL image. Here every image is
-first brought to one 256 x 256 working square (`to_working_size`: Resize 256 short side +
-CenterCrop 256) so batches stack; pixel magnitudes (crop boxes, translations, blur sigma, the
-deform jitter) refer to that square and scale with it when another working size is used. For
-the final view nothing is lost: Resize 256 of the square is a no-op and CenterCrop 224 is the
-same pixels the reference kept. Rotated, sheared or shrunk content fills its corners with
-black from the 256 square instead of with picture from outside it.
+Geometry, as the paper's `ManualTransform.T`: each transform acts on the image at its native
+resolution and aspect ratio (as decoded), then Resize 256 (short side) + CenterCrop 224
+(`clean_view`'s arithmetic, so an identity magnitude gives the clean view bit for bit). Pixel
+magnitudes are raw-image pixels, multiplied by `pixel_scale` (1 for the paper; the miniature
+world passes resize / 256). What each transform does to the native image:
 
-Identity magnitudes (bit-exact: `apply` returns the same values, and `view` of it equals
-`clean_view`): h flip, v flip, grayscale, equalize, invert at "off" (index 0); rotation 0
-(index 0); shear (0, 0) and translation (0, 0) (index 136 of the 16 x 16 grids); blur
-sigma 1e-5 (index 0: the 23-tap kernel is exactly [0 .. 1 .. 0] in float32); sharpness 1
-(index 0). No identity on the grid: resized crop (largest box 0.75), scale (1 falls between
-grid points), brightness / contrast / saturation (1 is not on linspace(0.25, 5, 256)), hue (0
-is not on linspace(-0.5, 0.5, 256)), posterize (bits 1..7), deform (random).
+| transform | grid (reference code) | at native resolution |
+|---|---|---|
+| resized_crop | top, left linspace(0, 0.25, 4) x 256 px; h, w linspace(0.75, 0.25, 4) x 256 px; product(top, left, h, w) | the box, corners rounded as PIL's crop does, from the image's top-left, resized straight to 224 x 224 (no Resize/CenterCrop after; the aspect ratio is not kept) |
+| h_flip, v_flip | off, on | flip the whole image |
+| scale | linspace(0.25, 2, 256) | zoom about the image centre, black outside the picture |
+| shear | 16 x 16 (x, y) angles, linspace(-160, 160, 17)[:16] degrees | torchvision's affine shear about the centre |
+| rotation | linspace(0, 360, 257)[:256] degrees, counter-clockwise | PIL's rotate about the centre, same size, black corners |
+| translation | 16 x 16 (dx, dy), linspace(-0.0625, 0.0625, 17)[:16] x 256 px = -16 .. 14 px | shift by raw pixels (a large photo barely moves) |
+| deform | sigma linspace(10, 50, 8) truncated to 10, 15, 21, 27, 32, 38, 44, 50; 32 draws each, sigma cycling fastest | albumentations' ElasticTransform rebuilt: affine jitter of U[-50, 50] raw px at three points, plus a 17-tap elastic field (`evaltf.deform`) |
+| grayscale | off, on | PIL's luma on three channels |
+| brightness, contrast, saturation | linspace(0.25, 5, 256) | PIL's blends with black, the whole image's mean grey, its grey version |
+| hue | linspace(-0.5, 0.5, 256) turns | rotate the HSV hue |
+| blur | sigma linspace(1e-5, 20, 256) px, 23 taps | Gaussian in raw pixels (kernel 2 round(11 pixel_scale) + 1 taps) |
+| sharpness | linspace(1, 30, 256) | PIL's blend with its 3 x 3 smoothing filter |
+| equalize | off, on | per-channel histogram of the whole native image |
+| posterize | bits 1 .. 7 | keep the high bits |
+| invert | off, on | 255 - value |
 
-Interpolation: affine ops (rotation, shear, translation, scale) use nearest neighbour, the
-default of the torchvision calls the reference made; resized crop, resizes and deform use
-bilinear. Equalize and posterize work on uint8 values (PIL semantics); float input is rounded
-to uint8 levels for them. Deform substitutes torchvision's elastic transform for
-albumentations' (see `fastinv.pipelines.evaltf.deform`).
+Departures from the reference code: translation and scale drop its stray 1-degree x shear (it
+passed `shear=1`, a bug); deform is a rebuild, not albumentations (module `evaltf.deform`
+says how it differs), its draws seeded per grid position. The deform sigmas are the
+reference's truncated integers, `linspace(10, 50, 8).to(int)`, because those are what it ran
+(with 17 taps the sigma barely matters). The reference grids carry no identity for scale,
+brightness, contrast, saturation, hue (1 and 0 fall between grid points), resized crop and
+posterize; identities (index): flips, grayscale, equalize, invert off (0), rotation 0 (0),
+shear and translation (0, 0) (136), blur sigma 1e-5 (0: the kernel is exactly [0 .. 1 .. 0]
+in float32), sharpness 1 (0).
 
-Fidelity against the per-image PIL reference (torchvision.transforms.functional on PIL images:
-Resize 256 + CenterCrop 256, the transform, Resize 256 + CenterCrop 224), 3 crops of a real
-photograph, mean |difference| in 0..255 levels over the final 224 views, worst magnitude of an
-evenly sampled grid of 9 (tests/test_eval_transforms_reference.py asserts the tolerance):
+How the k views of an image are batched: affine warps (scale, shear, rotation, translation)
+compute every output pixel's source pixel with PIL's own nearest-neighbour arithmetic (16.16
+fixed point for rotations and shears, double precision for pure scales and shifts) and gather
+them in one indexing call (`evaltf.geometry`); resized crops, deform fields and their bilinear
+resampling are one `grid_sample` call; the k blurs are two grouped convolutions; the colour
+ops broadcast over a (k, 1, 1, 1) factor tensor. Intermediates are uint8 at native
+resolution, as PIL's are, and `views` processes `chunk_pixels` native pixels at a time (at
+least one view): a 4000 x 3000 photo goes one view at a time, in at most about 1.1 GB (measured
+on the CPU for deform, blur and sharpness, the largest), whatever the number of magnitudes. No
+transform takes a working-size shortcut (transforming a resized image instead of the native
+one): measured on the photographs below, the pointwise ones would differ by invert 0.01, grayscale 0.14, hue 0.17,
+saturation 0.77, brightness 2.1, contrast 2.9 and posterize 4.1 levels (worst magnitude of 9, worst
+photograph). None is taken: on a device the native path costs little, and only the first four
+would be allowed.
 
-| transform | vs PIL reference | tolerance | gap without working square |
-|---|---|---|---|
-| resized_crop | 0.074 | 0.2 | 77.64 (box placed in the square, not at the image's top-left) |
-| h_flip | 0.001 | 0.05 | 0.00 |
-| v_flip | 0.001 | 0.05 | 0.00 |
-| scale | 0.001 | 0.05 | 12.65 (black border instead of picture) |
-| shear | 0.007 | 0.05 | 9.47 (same) |
-| rotation | 0.031 | 0.1 | 3.89 (same) |
-| translation | 0.001 | 0.05 | 15.35 (same) |
-| deform | 0.19-0.33 vs a scipy rebuild of albumentations' algorithm (sigma 10, 50) | 0.5 | - |
-| grayscale | 0.526 | 1.0 | 0.53 |
-| brightness | 0.001 | 0.05 | 0.00 |
-| contrast | 0.584 | 1.0 | 8.03 (mean grey of the square, not the image) |
-| saturation | 1.110 | 1.5 | 1.11 |
-| hue | 0.724 | 1.2 | 0.72 |
-| blur | 0.001 | 0.05 | 0.00 |
-| sharpness | 0.014 | 0.05 | 0.01 |
-| equalize | 0.002 | 0.05 | 12.06 (histogram of the square, not the image) |
-| posterize | 0.001 | 0.05 | 0.00 |
-| invert | 0.001 | 0.05 | 0.00 |
+Fidelity against the paper's path (PIL image at native resolution, torchvision.transforms
+.functional as `ManualTransform.T` calls it minus the stray shear, Resize 256 + CenterCrop 224),
+on matplotlib's grace_hopper.jpg cut to 500x375 and 375x500 and upscaled to 1600x1200: mean
+|difference| in 0..255 levels over the final views, worst magnitude of an evenly sampled grid (9
+magnitudes; 5 at 1600x1200). tests/test_eval_transforms_reference.py asserts the tolerance.
 
-"Gap without working square": the same figure when the reference transforms the Resize-256
-image at its own aspect ratio instead of the 256 square (the paper's order of operations, up
-to its full-resolution start); it is the price of batching, not an implementation error.
-Grayscale, contrast, saturation and hue differ from PIL by PIL's integer luma weights and
-per-step rounding. Blur is compared with torchvision's own PIL path (the paper's call).
+| transform | 500x375 | 375x500 | 1600x1200 | tolerance |
+|---|---|---|---|---|
+| resized_crop | 0.214 | 0.215 | 0.166 | 0.3 |
+| h_flip | 0.002 | 0.001 | 0.001 | 0.05 |
+| v_flip | 0.002 | 0.001 | 0.001 | 0.05 |
+| scale | 0.003 | 0.003 | 0.001 | 0.05 |
+| shear | 0.002 | 0.002 | 0.001 | 0.05 |
+| rotation | 0.002 | 0.002 | 0.001 | 0.05 |
+| translation | 0.002 | 0.002 | 0.001 | 0.05 |
+| deform | field statistics (below) | | | |
+| grayscale | 0.002 | 0.002 | 0.001 | 0.05 |
+| brightness | 0.001 | 0.001 | 0.001 | 0.05 |
+| contrast | 0.001 | 0.001 | 0.001 | 0.05 |
+| saturation | 0.002 | 0.002 | 0.001 | 0.05 |
+| hue | 0.703 | 0.686 | 0.686 | 1.0 |
+| blur | 0.002 | 0.001 | 0.001 | 0.05 |
+| sharpness | 0.002 | 0.002 | 0.001 | 0.05 |
+| equalize | 0.002 | 0.002 | 0.001 | 0.05 |
+| posterize | 0.002 | 0.002 | 0.001 | 0.05 |
+| invert | 0.003 | 0.002 | 0.001 | 0.05 |
+
+The 0.001-0.003 levels are the final resize (torchvision's uint8 resampling against PIL's). The
+resized crop resamples in float, PIL in fixed point: 0.2 levels. Hue rotates a float HSV hue,
+PIL a byte one (hue quantised to 1/256 turn): 0.7 levels. Deform is random: its affine jitter
+(uniform on [-50, 50] raw px at the three points; the distribution of how far the image corners
+move) and the scale of its elastic part (std about 0.034 px) match a rebuild of albumentations'
+field at native resolution, and its single resampling stays within 1 level of albumentations'
+two (tests/test_eval_transforms_reference.py). Torchvision's tensor `affine` differs from the
+PIL path by up to 5.2 levels (rotation by 90 degrees of a 500x375 image, scale 2): it rounds
+positions that fall exactly between pixels to even where PIL truncates.
 """
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -68,92 +99,101 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from fastinv.pipelines.evaltf.deform import deform, deform_field, seeded_displacement
-from fastinv.pipelines.evaltf.views import WORKING_SIZE, _check_images, clean_view, to_working_size
+from fastinv.errors import UsageError
+from fastinv.pipelines.evaltf import appearance
+from fastinv.pipelines.evaltf.deform import deform, deform_fields
+from fastinv.pipelines.evaltf.geometry import Matrix, affine_matrix, nearest_affine, resized_crops, rotation_matrix
+from fastinv.pipelines.evaltf.views import clean_view, normalize, resize_crop, to_float, to_working_size
 
 Magnitude = bool | int | float | tuple[float, ...]
-Op = Callable[[torch.Tensor, Magnitude, torch.Generator | None], torch.Tensor]
 
-CROP_FRACTIONS = (0.0, 1 / 12, 2 / 12, 3 / 12)
-CROP_SIZES = (0.75, 0.583, 0.417, 0.25)
-SHEAR_ANGLES = tuple(float(a) for a in np.linspace(-160, 160, 17)[:16])
-SHIFT_FRACTIONS = tuple(float(a) for a in np.linspace(-0.0625, 0.0625, 17)[:16])
-DEFORM_SIGMAS = tuple(float(s) for s in np.linspace(10, 50, 8))
-DEFORM_DRAWS = 32
-BLUR_KERNEL = 23
 VIEW_RESIZE, VIEW_CROP = 256, 224
+BLUR_KERNEL = 23
+DEFORM_DRAWS = 32
+CHUNK_PIXELS = 2 ** 22
 
 
-def _linspace(low: float, high: float, n: int) -> tuple[float, ...]:
-    return tuple(float(v) for v in np.linspace(low, high, n))
+@dataclass(frozen=True)
+class OpContext:
+    """What an op needs besides the image and magnitudes: the pixel scale, the output crop (for
+    ops that make the view themselves), the grid positions (seeds of the random op), a generator."""
+
+    pixel_scale: float
+    crop: int
+    positions: list[int]
+    generator: torch.Generator | None
 
 
-def _side(images: torch.Tensor) -> int:
-    height, width = images.shape[-2:]
-    if height != width:
-        raise ValueError(f"evaluation transforms act on a square working image (see to_working_size), got {height}x{width}")
-    return width
+Op = Callable[[torch.Tensor, list[Magnitude], OpContext], torch.Tensor]
 
 
-def _as_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images if images.dtype == torch.uint8 else images.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+def _float32(values: torch.Tensor) -> tuple[float, ...]:
+    """Grid values as the reference code held them: float32, read back as Python floats."""
+    return tuple(values.to(torch.float32).tolist())
 
 
-def _like(result: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    return result if result.dtype == images.dtype else F.to_dtype(result, images.dtype, scale=True)
+def _unscaled(magnitude: Magnitude, _: float) -> Magnitude:
+    return magnitude
 
 
-def _resized_crop(images: torch.Tensor, box: Magnitude, _: torch.Generator | None) -> torch.Tensor:
-    side = _side(images)
-    top, left, height, width = (round(v * side) for v in box)
-    out = round(side * VIEW_CROP / WORKING_SIZE)
-    return F.resized_crop(images, top, left, height, width, [out, out], antialias=True)
+def _all_pixels(magnitude: Magnitude, scale: float) -> Magnitude:
+    return tuple(v * scale for v in magnitude) if isinstance(magnitude, tuple) else magnitude * scale
 
 
-def _flip(vertical: bool) -> Op:
-    flip = F.vertical_flip if vertical else F.horizontal_flip
-    return lambda images, on, _: flip(images) if on else images
+def _first_pixels(magnitude: Magnitude, scale: float) -> Magnitude:
+    return (magnitude[0] * scale, *magnitude[1:])
 
 
-def _affine(images: torch.Tensor, *, angle: float = 0.0, shift: tuple[float, float] = (0.0, 0.0),
-            scale: float = 1.0, shear: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
-    side = _side(images)
-    translate = [round(shift[0] * side), round(shift[1] * side)]
-    return F.affine(images, angle=angle, translate=translate, scale=scale, shear=list(shear))
+def _switch(transform: Callable[[torch.Tensor], torch.Tensor]) -> Op:
+    return lambda image, flags, _: torch.stack([transform(image) if on else image for on in flags])
 
 
-def _deform(images: torch.Tensor, magnitude: Magnitude, generator: torch.Generator | None) -> torch.Tensor:
-    sigma, draw = magnitude
-    index, side = DEFORM_SIGMAS.index(sigma), _side(images)
-    if generator is None:
-        return deform(images, seeded_displacement(side, sigma, index, int(draw)))
-    return deform(images, deform_field(side, sigma, index, int(draw), generator=generator).displacement)
+def _warp(matrix: Callable[[int, int, Magnitude], Matrix]) -> Op:
+    """The affine op whose inverse matrix for an image of W x H px is `matrix(W, H, magnitude)`."""
+    def op(image: torch.Tensor, magnitudes: list[Magnitude], _: OpContext) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        return nearest_affine(image, [matrix(width, height, m) for m in magnitudes])
+    return op
 
 
-def _blur(images: torch.Tensor, sigma: Magnitude, _: torch.Generator | None) -> torch.Tensor:
-    ratio = _side(images) / WORKING_SIZE
-    kernel = 2 * round((BLUR_KERNEL // 2) * ratio) + 1
-    return F.gaussian_blur(images, [kernel, kernel], [sigma * ratio, sigma * ratio])
+def _blur(image: torch.Tensor, sigmas: list[Magnitude], context: OpContext) -> torch.Tensor:
+    kernel = 2 * round(BLUR_KERNEL // 2 * context.pixel_scale) + 1
+    return appearance.gaussian_blur(image, sigmas, kernel)
 
 
-def _on_uint8(op: Callable[[torch.Tensor], torch.Tensor]) -> Op:
-    return lambda images, on, _: _like(op(_as_uint8(images)), images) if on else images
+def _deform(image: torch.Tensor, magnitudes: list[Magnitude], context: OpContext) -> torch.Tensor:
+    fields = deform_fields(image.shape[-2], image.shape[-1], [m[0] for m in magnitudes], context.positions,
+                           pixel_scale=context.pixel_scale, device=image.device, generator=context.generator)
+    return deform(image, fields)
 
 
-def _posterize(images: torch.Tensor, bits: Magnitude, _: torch.Generator | None) -> torch.Tensor:
-    return _like(F.posterize(_as_uint8(images), int(bits)), images)
+def _factor(adjust: Callable[[torch.Tensor, list[float]], torch.Tensor]) -> Op:
+    return lambda image, factors, _: adjust(image, factors)
+
+
+def _check_native(image: torch.Tensor) -> None:
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
+        what = f"{tuple(image.shape)} {image.dtype}" if isinstance(image, torch.Tensor) else type(image).__name__
+        raise UsageError(f"views take one decoded image, a (3, H, W) uint8 tensor, got {what}")
+    if min(image.shape[1:]) < 8:
+        raise UsageError(f"views need an image of at least 8 x 8 px, got {image.shape[1]} x {image.shape[2]}")
 
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """One evaluation transform: name, kind ("spatial" or "appearance"), full magnitude grid."""
+    """One evaluation transform: name, kind ("spatial" or "appearance"), the reference's magnitude grid.
+
+    Pixel magnitudes (resized-crop boxes, translation offsets, blur and deform sigmas) are raw
+    image pixels at pixel scale 1; `applied` gives them at another scale.
+    """
 
     name: str
     kind: str
     magnitudes: tuple[Magnitude, ...]
     identity_index: int | None
     op: Op = field(repr=False)
-    makes_view_size: bool = False
+    to_pixels: Callable[[Magnitude, float], Magnitude] = field(default=_unscaled, repr=False)
+    makes_view: bool = False
     random: bool = False
 
     def grid_indices(self, size: int | None = None) -> list[int]:
@@ -166,7 +206,7 @@ class EvalTransform:
         if size is None or size >= n:
             return list(range(n))
         if size < 1:
-            raise ValueError(f"grid size must be at least 1, got {size}")
+            raise UsageError(f"grid size must be at least 1, got {size}")
         picked = [int(i) for i in np.unique(np.round(np.linspace(0, n - 1, size)).astype(int))]
         if self.identity_index is not None and self.identity_index not in picked:
             nearest = min(range(len(picked)), key=lambda k: abs(picked[k] - self.identity_index))
@@ -174,64 +214,87 @@ class EvalTransform:
         return sorted(picked)
 
     def grid(self, size: int | None = None) -> list[Magnitude]:
-        """The magnitudes at `grid_indices(size)`: the full SPEC grid when size is None."""
+        """The magnitudes at `grid_indices(size)`: the full reference grid when size is None."""
         return [self.magnitudes[i] for i in self.grid_indices(size)]
 
-    def apply(self, images: torch.Tensor, magnitude: Magnitude, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Transform a batch (B, 3, S, S) of working-size images (uint8 or float in [0, 1]).
+    def applied(self, magnitude: Magnitude, pixel_scale: float = 1.0) -> Magnitude:
+        """`magnitude` as `views` applies it at `pixel_scale`: its pixel quantities multiplied."""
+        return self.to_pixels(magnitude, pixel_scale)
 
-        One magnitude for the whole batch; output on the same device with the same dtype, S x S
-        (resized crop: round(S * 224 / 256), the final view size). `generator` (a CPU
-        torch.Generator) replaces the seeded draw of the random transform (deform).
+    def views(self, image: torch.Tensor, indices: Sequence[int], *, resize: int = VIEW_RESIZE, crop: int = VIEW_CROP,
+              pixel_scale: float = 1.0, generator: torch.Generator | None = None,
+              chunk_pixels: int = CHUNK_PIXELS) -> torch.Tensor:
+        """The views of one decoded image at the grid positions `indices`: (k, 3, crop, crop) float32 in [0, 1].
+
+        `image` is (3, H, W) uint8 at its native resolution, on any device (the views are made
+        there). Each view is the transform at that magnitude on the native image, then Resize
+        `resize` (short side) + CenterCrop `crop`; the resized crop resamples its box straight
+        to `crop`. `pixel_scale` multiplies every pixel magnitude and the blur and deform
+        kernels (1 for the paper). `generator` (a CPU torch.Generator) replaces the seeded draws
+        of the random transform (deform). The magnitudes are made `chunk_pixels` native pixels
+        at a time (at least one view), which bounds the memory used for large images.
         """
-        _check_images(images)
-        _side(images)
-        if magnitude not in self.magnitudes:
-            raise ValueError(f"{magnitude!r} is not on the {self.name} grid; take magnitudes from .grid()")
-        return self.op(images, magnitude, generator)
-
-    def view(self, images: torch.Tensor, magnitude: Magnitude, generator: torch.Generator | None = None,
-             *, normalise: bool = True) -> torch.Tensor:
-        """The model input for `magnitude`: `apply`, then Resize 256 + CenterCrop 224 and normalisation."""
-        out = self.apply(images, magnitude, generator)
-        if self.makes_view_size:
-            return clean_view(out, out.shape[-1], out.shape[-1], normalise=normalise)
-        ratio = images.shape[-1] / WORKING_SIZE
-        return clean_view(out, round(VIEW_RESIZE * ratio), round(VIEW_CROP * ratio), normalise=normalise)
+        _check_native(image)
+        if not 8 <= crop <= resize:
+            raise UsageError(f"views need 8 <= crop <= resize, got crop {crop}, resize {resize}")
+        if not pixel_scale > 0:
+            raise UsageError(f"pixel_scale must be positive, got {pixel_scale}")
+        if generator is not None and generator.device.type != "cpu":
+            raise UsageError(f"the generator must be a CPU torch.Generator, got one on {generator.device}")
+        positions = [int(i) for i in indices]
+        if any(not 0 <= i < len(self.magnitudes) for i in positions):
+            raise UsageError(f"{self.name} grid positions run from 0 to {len(self.magnitudes) - 1}, got {positions}")
+        applied = [self.applied(self.magnitudes[i], pixel_scale) for i in positions]
+        step = max(1, chunk_pixels // (image.shape[1] * image.shape[2]))
+        out = torch.empty((len(positions), 3, crop, crop), dtype=torch.float32, device=image.device)
+        for start in range(0, len(positions), step):
+            part = slice(start, start + step)
+            moved = self.op(image, applied[part], OpContext(pixel_scale, crop, positions[part], generator))
+            out[part] = to_float(moved if self.makes_view else resize_crop(moved, resize, crop))
+        return out
 
 
 def _boolean(name: str, kind: str, op: Op) -> EvalTransform:
     return EvalTransform(name, kind, (False, True), 0, op)
 
 
-def _factor(name: str, adjust: Callable[[torch.Tensor, float], torch.Tensor], low: float, high: float) -> EvalTransform:
-    return EvalTransform(name, "appearance", _linspace(low, high, 256), None, lambda images, m, _: adjust(images, m))
+def _factor_grid(name: str, adjust: Callable[[torch.Tensor, list[float]], torch.Tensor], low: float, high: float,
+                 identity: int | None = None) -> EvalTransform:
+    return EvalTransform(name, "appearance", _float32(torch.linspace(low, high, 256)), identity, _factor(adjust))
 
 
 def _build() -> dict[str, EvalTransform]:
-    pairs_shear = tuple(product(SHEAR_ANGLES, SHEAR_ANGLES))
-    pairs_shift = tuple(product(SHIFT_FRACTIONS, SHIFT_FRACTIONS))
-    rotation = tuple(float(a) for a in np.linspace(0, 360, 257)[:256])
+    corners = _float32(torch.linspace(0, 0.25, 4) * VIEW_RESIZE)
+    sizes = _float32(torch.linspace(0.75, 0.25, 4) * VIEW_RESIZE)
+    shears = _float32(torch.linspace(-160, 160, 17)[:16])
+    shifts = _float32(torch.linspace(-0.0625, 0.0625, 17)[:16] * VIEW_RESIZE)
+    pairs_shear, pairs_shift = tuple(product(shears, shears)), tuple(product(shifts, shifts))
+    sigmas = tuple(float(s) for s in torch.linspace(10, 50, 8).to(torch.int64).tolist())
     transforms = [
-        EvalTransform("resized_crop", "spatial", tuple(product(CROP_FRACTIONS, CROP_FRACTIONS, CROP_SIZES, CROP_SIZES)),
-                      None, _resized_crop, makes_view_size=True),
-        _boolean("h_flip", "spatial", _flip(vertical=False)),
-        _boolean("v_flip", "spatial", _flip(vertical=True)),
-        EvalTransform("scale", "spatial", _linspace(0.25, 2, 256), None, lambda x, m, _: _affine(x, scale=m)),
-        EvalTransform("shear", "spatial", pairs_shear, pairs_shear.index((0.0, 0.0)), lambda x, m, _: _affine(x, shear=m)),
-        EvalTransform("rotation", "spatial", rotation, 0, lambda x, m, _: F.rotate(x, m)),
-        EvalTransform("translation", "spatial", pairs_shift, pairs_shift.index((0.0, 0.0)), lambda x, m, _: _affine(x, shift=m)),
-        EvalTransform("deform", "spatial", tuple(product(DEFORM_SIGMAS, range(DEFORM_DRAWS))), None, _deform, random=True),
-        _boolean("grayscale", "appearance", lambda x, on, _: F.rgb_to_grayscale(x, num_output_channels=3) if on else x),
-        _factor("brightness", F.adjust_brightness, 0.25, 5),
-        _factor("contrast", F.adjust_contrast, 0.25, 5),
-        _factor("saturation", F.adjust_saturation, 0.25, 5),
-        _factor("hue", F.adjust_hue, -0.5, 0.5),
-        EvalTransform("blur", "appearance", _linspace(1e-5, 20, 256), 0, _blur),
-        EvalTransform("sharpness", "appearance", _linspace(1, 30, 256), 0, lambda x, m, _: F.adjust_sharpness(x, m)),
-        _boolean("equalize", "appearance", _on_uint8(F.equalize)),
-        EvalTransform("posterize", "appearance", tuple(range(1, 8)), None, _posterize),
-        _boolean("invert", "appearance", lambda x, on, _: F.invert(x) if on else x),
+        EvalTransform("resized_crop", "spatial", tuple(product(corners, corners, sizes, sizes)), None,
+                      lambda image, boxes, context: resized_crops(image, boxes, context.crop), _all_pixels,
+                      makes_view=True),
+        _boolean("h_flip", "spatial", _switch(F.horizontal_flip)),
+        _boolean("v_flip", "spatial", _switch(F.vertical_flip)),
+        EvalTransform("scale", "spatial", _float32(torch.linspace(0.25, 2, 256)), None,
+                      _warp(lambda w, h, m: affine_matrix(w, h, scale=m))),
+        EvalTransform("shear", "spatial", pairs_shear, pairs_shear.index((0.0, 0.0)),
+                      _warp(lambda w, h, m: affine_matrix(w, h, shear=m))),
+        EvalTransform("rotation", "spatial", _float32(torch.linspace(0, 360, 257)[:256]), 0, _warp(rotation_matrix)),
+        EvalTransform("translation", "spatial", pairs_shift, pairs_shift.index((0.0, 0.0)),
+                      _warp(lambda w, h, m: affine_matrix(w, h, translate=m)), _all_pixels),
+        EvalTransform("deform", "spatial", tuple((s, d) for d in range(DEFORM_DRAWS) for s in sigmas), None, _deform,
+                      _first_pixels, random=True),
+        _boolean("grayscale", "appearance", _switch(appearance.grayscale)),
+        _factor_grid("brightness", appearance.brightness, 0.25, 5),
+        _factor_grid("contrast", appearance.contrast, 0.25, 5),
+        _factor_grid("saturation", appearance.saturation, 0.25, 5),
+        _factor_grid("hue", appearance.hue, -0.5, 0.5),
+        EvalTransform("blur", "appearance", _float32(torch.linspace(1e-5, 20, 256)), 0, _blur, _all_pixels),
+        _factor_grid("sharpness", appearance.sharpness, 1, 30, identity=0),
+        _boolean("equalize", "appearance", _switch(F.equalize)),
+        EvalTransform("posterize", "appearance", tuple(range(1, 8)), None, _factor(appearance.posterize)),
+        _boolean("invert", "appearance", _switch(F.invert)),
     ]
     return {t.name: t for t in transforms}
 
@@ -240,9 +303,9 @@ EVAL_TRANSFORMS: dict[str, EvalTransform] = _build()
 
 
 def get_eval_transform(name: str) -> EvalTransform:
-    """The registered transform called `name`; ValueError listing the valid names otherwise."""
+    """The registered transform called `name`; UsageError listing the valid names otherwise."""
     if name not in EVAL_TRANSFORMS:
-        raise ValueError(f"unknown evaluation transform {name!r}; valid: {', '.join(EVAL_TRANSFORMS)}")
+        raise UsageError(f"unknown evaluation transform {name!r}; valid: {', '.join(EVAL_TRANSFORMS)}")
     return EVAL_TRANSFORMS[name]
 
 
@@ -251,5 +314,5 @@ def select_transforms(names: Sequence[str] | None = None) -> list[EvalTransform]
     return list(EVAL_TRANSFORMS.values()) if names is None else [get_eval_transform(n) for n in names]
 
 
-__all__ = ["EVAL_TRANSFORMS", "EvalTransform", "Magnitude", "clean_view", "get_eval_transform",
-           "select_transforms", "to_working_size"]
+__all__ = ["EVAL_TRANSFORMS", "VIEW_CROP", "VIEW_RESIZE", "EvalTransform", "Magnitude", "clean_view",
+           "get_eval_transform", "normalize", "select_transforms", "to_working_size"]

@@ -18,6 +18,7 @@ from fastinv.eval.runner import build_context, evaluate
 from fastinv.errors import UsageError
 from fastinv.kernels import mahalanobis, whitened_cosine
 from fastinv.pipelines.eval_transforms import EVAL_TRANSFORMS
+from fastinv.pipelines.evaltf.views import resize_crop, to_float
 
 TINY_VIEW = dict(synthetic_images=12, grid_size=2, folds=2, batch_size=64, progress=False)
 
@@ -34,17 +35,22 @@ def _models() -> list[ModelSpec]:
 def test_identity_magnitude_gives_distance_zero_and_similarity_one(tiny_world: Path, config) -> None:
     ctx = build_context(_models()[:1], {}, config)
     data = EvalData(config, tiny_world)
-    images, dataset = data.synthetic
+    native, dataset = data.synthetic
     stats = data.reference_stats(ctx, "a")
-    clean = ctx.features("a", images, dataset=dataset, view=config.synthetic_view)
+    view = config.synthetic_view
+    clean = ctx.features("a", _clean_views(native, view), dataset=dataset, view=view, prepare=to_float)
     for name in ("rotation", "h_flip", "shear", "blur", "sharpness"):
         transform = EVAL_TRANSFORMS[name]
-        identity = transform.magnitudes[transform.identity_index]
-        moved = ctx.features("a", images, dataset=dataset, view=config.synthetic_view, transform_key=f"{name}={identity!r}",
-                             prepare=lambda b, t=transform, m=identity: t.view(b, m, normalise=False))
+        views = torch.cat([transform.views(image, [transform.identity_index], resize=view.resize, crop=view.crop,
+                                           pixel_scale=view.resize / 256) for image in native.images])
+        moved = ctx.extractors["a"].forward(views)
         assert torch.equal(moved, clean), name
         assert torch.all(mahalanobis(clean, moved, stats) == 0)
         assert torch.all(whitened_cosine(clean, moved, stats) == 1)
+
+
+def _clean_views(native, view) -> torch.Tensor:
+    return torch.stack([resize_crop(image, view.resize, view.crop) for image in native.images])
 
 
 @pytest.mark.slow
@@ -96,7 +102,7 @@ def test_cache_entry_with_wrong_checksum_is_not_trusted(tmp_path: Path) -> None:
 
 def test_fusion_concatenates_component_features(tiny_world: Path, config) -> None:
     ctx = build_context(_models(), {"a+b": ["a", "b"]}, config)
-    images = EvalData(config, tiny_world).synthetic[0]
+    images = _clean_views(EvalData(config, tiny_world).synthetic[0], config.synthetic_view)
     a = ctx.features("a", images, dataset="x", view=config.synthetic_view)
     b = ctx.features("b", images, dataset="x", view=config.synthetic_view)
     fused = ctx.features("a+b", images, dataset="x", view=config.synthetic_view)

@@ -1,4 +1,5 @@
 """Whole-grid solvers (logistic, ridge, kernel ridge, kNN) against sklearn / faiss / brute force, and bad input."""
+import functools
 import importlib.util
 
 import numpy as np
@@ -7,6 +8,8 @@ import torch
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from fastinv.errors import MissingExtraError
 from fastinv.kernels import KernelInputError, kernel_ridge_cv, kfold_splits, knn_classify, knn_leave_one_out, linear_probe
@@ -61,21 +64,60 @@ def test_ridge_probe_matches_sklearn():
     assert ours.test_score == pytest.approx(ref.score(xt, yt), abs=1e-6)
 
 
-@pytest.mark.parametrize("solver", ["cholesky", "eigh"])
-def test_kernel_ridge_matches_grid_search(solver):
+ALPHAS, GAMMAS = np.logspace(0, -4, 5), np.logspace(-5, 2, 8)
+
+
+def _latents(n, rng):
+    """Features of mixed scales, a tenth of the rows four times wider (so a fold's scaler differs from
+    the full data's), and two latents: a smooth one and a noisy product."""
+    x = rng.normal(size=(n, 5)) * [1, 2, 3, 4, 5] + 1
+    x[: n // 10] *= 4
+    y = np.stack([np.sin(x[:, 0]) + 0.05 * rng.normal(size=n), x[:, 1] * x[:, 2] / 10 + 2.0 * rng.normal(size=n)], 1)
+    return x, y
+
+
+@functools.lru_cache(maxsize=1)
+def _per_latent_reference():
+    """The data, folds, and the reference protocol: one GridSearchCV of StandardScaler + KernelRidge per latent."""
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(120, 5)) * [1, 2, 3, 4, 5] + 1
-    y = np.stack([np.sin(x[:, 0]) + 0.1 * rng.normal(size=120), x[:, 1] * x[:, 2] / 10], 1)
-    xt = rng.normal(size=(40, 5)) * [1, 2, 3, 4, 5] + 1
-    yt = np.stack([np.sin(xt[:, 0]), xt[:, 1] * xt[:, 2] / 10], 1)
-    alphas, gammas = np.logspace(0, -4, 5), np.logspace(-5, 2, 8)
-    ours = kernel_ridge_cv(x, y, alphas, gammas, folds=5, shuffle=False, test_features=xt, test_targets=yt, solver=solver)
-    mean, std = x.mean(0), x.std(0)
-    search = GridSearchCV(KernelRidge(kernel="rbf"), {"alpha": alphas, "gamma": gammas}, cv=5).fit((x - mean) / std, y)
-    np.testing.assert_allclose(ours.cv_mean.ravel(), search.cv_results_["mean_test_score"], atol=1e-6)
-    assert (ours.best_alpha, ours.best_gamma) == (search.best_params_["alpha"], search.best_params_["gamma"])
-    assert ours.test_r2 == pytest.approx(search.score((xt - mean) / std, yt), abs=1e-6)
+    (x, y), (xt, yt) = _latents(120, rng), _latents(40, rng)
+    folds = list(KFold(5, shuffle=True, random_state=0).split(x))
+    pipeline = make_pipeline(StandardScaler(), KernelRidge(kernel="rbf"))
+    grid = {"kernelridge__alpha": ALPHAS, "kernelridge__gamma": GAMMAS}
+    searches = [GridSearchCV(pipeline, grid, cv=folds).fit(x, y[:, t]) for t in range(y.shape[1])]
+    return x, y, xt, yt, folds, searches
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "eigh"])
+def test_kernel_ridge_chooses_each_latent_as_a_grid_search_per_latent(solver):
+    x, y, xt, yt, folds, searches = _per_latent_reference()
+    ours = kernel_ridge_cv(x, y, ALPHAS, GAMMAS, folds=folds, test_features=xt, test_targets=yt, solver=solver)
+    assert ours.cv_mean.shape == (5, 8, 2) and ours.fold_scores.shape == (5, 5, 8, 2)
+    for t, search in enumerate(searches):
+        np.testing.assert_allclose(ours.cv_mean[:, :, t].ravel(), search.cv_results_["mean_test_score"], atol=1e-6)
+        assert (ours.best_alpha[t], ours.best_gamma[t]) == (search.best_params_["kernelridge__alpha"],
+                                                            search.best_params_["kernelridge__gamma"])
+        assert ours.best_cv_mean[t] == pytest.approx(search.best_score_, abs=1e-6)
+        assert ours.test_r2_per_output[t] == pytest.approx(search.score(xt, yt[:, t]), abs=1e-6)
+    assert ours.test_r2 == pytest.approx(ours.test_r2_per_output.mean())
     assert not ours.standardized_targets
+
+
+def test_two_latents_can_choose_different_pairs():
+    x, y, xt, yt, folds, _ = _per_latent_reference()
+    ours = kernel_ridge_cv(x, y, ALPHAS, GAMMAS, folds=folds, test_features=xt, test_targets=yt)
+    assert (ours.best_alpha[0], ours.best_gamma[0]) != (ours.best_alpha[1], ours.best_gamma[1])
+    # one pair for all latents (best mean R^2 over them) would cost at least one of them CV R^2
+    joint = np.unravel_index(np.argmax(ours.cv_mean.mean(axis=2)), (5, 8))
+    per_latent = ours.best_cv_mean
+    at_joint_pair = ours.cv_mean[joint[0], joint[1]]
+    assert (per_latent >= at_joint_pair).all() and (per_latent > at_joint_pair).any()
+
+
+def test_kernel_ridge_fits_the_feature_scaler_inside_each_fold():
+    x, y, _, _, folds, searches = _per_latent_reference()
+    ours = kernel_ridge_cv(x, y[:, 0], ALPHAS, GAMMAS, folds=folds)
+    np.testing.assert_allclose(np.asarray(ours.cv_mean).reshape(-1), searches[0].cv_results_["mean_test_score"], atol=1e-6)
 
 
 def test_kernel_ridge_target_standardisation_is_recorded():
@@ -158,9 +200,11 @@ def test_probe_bad_input(case, match):
         linear_probe(x, y, grid=[1.0], **kwargs)
 
 
-def test_kernel_ridge_bad_shapes():
+def test_kernel_ridge_bad_shapes_and_backend():
     with pytest.raises(ValueError, match="rows"):
         kernel_ridge_cv(np.ones((10, 2)), np.ones((9, 1)))
+    with pytest.raises(KernelInputError, match="choose 'torch' or 'cuml'"):
+        kernel_ridge_cv(np.ones((10, 2)), np.ones((10, 1)), backend="faiss")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cuml") is not None, reason="cuML is installed; the missing-extra path cannot run")

@@ -32,9 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default=None,
                         help="backbone architecture (resnet18, resnet50, resnet50x3, ...); default: what the "
                         "checkpoint records, else resnet18")
-    parser.add_argument("--preset", choices=sorted(EVAL_PRESETS), default="world",
+    parser.add_argument("--preset", choices=sorted(EVAL_PRESETS), default=None,
                         help="image views and sizes: 'world' (64 px views, 200 images, 8-point grids, for models "
-                        "trained on the synthetic world) or 'paper' (SPEC: 256/224 views, 1000 images, full grids)")
+                        "trained on the synthetic world) or 'paper' (SPEC: 256/224 views, 1000 images, full grids; needs "
+                        "--reference); default: 'paper' with --reference, else 'world'")
+    parser.add_argument("--reference", default=None, metavar="DIR",
+                        help="reference images (an ImageFolder or a flat folder, e.g. ImageNet val): mu and S come from "
+                        "the clean features of all of them, streamed, and the synthetic suite draws --synthetic-images "
+                        "from them (as the paper did); default: the synthetic world's training split")
+    parser.add_argument("--compare", default=None, metavar="A,B,C",
+                        help="the models of the significance test (the best must beat each other one at delta / (m-1)); "
+                        "default: those of default, spatial, appearance that are present (baselines and fusions are "
+                        "shown but not tested)")
     parser.add_argument("--world", default=None,
                         help="a world folder made by `fastinv world`; default: generated on demand into --cache-dir")
     parser.add_argument("--world-preset", choices=sorted(WORLD_PRESETS), default="default",
@@ -76,9 +85,31 @@ def _config(args: argparse.Namespace):
     }
     if args.folds is not None and args.folds < 2:
         raise UsageError(f"--folds must be at least 2, got {args.folds}")
-    return replace(EVAL_PRESETS[args.preset], device=args.device, amp=args.amp, seed=args.seed,
+    return replace(EVAL_PRESETS[_preset(args)], device=args.device, compare=_compare(args), amp=args.amp, seed=args.seed,
                    channels_last=not args.no_channels_last, cache_dir=Path(args.cache_dir),
                    progress=not args.no_progress, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _preset(args: argparse.Namespace) -> str:
+    if args.preset is None:
+        return "paper" if args.reference is not None else "world"
+    if args.preset == "paper" and args.reference is None:
+        raise UsageError("--preset paper measures against reference images: pass --reference DIR (an ImageFolder or "
+                         "a flat folder of images, e.g. ImageNet val)")
+    return args.preset
+
+
+def _compare(args: argparse.Namespace) -> tuple[str, ...] | None:
+    if args.compare is None:
+        return None
+    names = tuple(dict.fromkeys(n.strip() for n in args.compare.split(",") if n.strip()))
+    known = [parse_model(text, args.arch).name for text in args.model] + list(args.fuse)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"--compare {args.compare}: unknown model(s) {', '.join(unknown)}; models: {', '.join(known)}")
+    if len(names) < 2:
+        raise UsageError(f"--compare {args.compare}: name two or more models, separated by commas")
+    return names
 
 
 def _world(args: argparse.Namespace, cache: Path) -> Path:
@@ -112,10 +143,11 @@ def run(args: argparse.Namespace) -> int:
     writable_dir(config.cache_dir, what="--cache-dir")
     if args.data_root is not None:
         existing_dir(args.data_root, what="--data-root")
+    reference = existing_dir(args.reference, what="--reference") if args.reference is not None else None
     world = _world(args, config.cache_dir)
     data_root = Path(args.data_root) if args.data_root is not None else None
-    results = evaluate(specs, fusions, suites, config, world, data_root=data_root,
-                       meta={"command": " ".join(sys.argv), "preset": args.preset, "world": str(world)})
+    results = evaluate(specs, fusions, suites, config, world, data_root=data_root, reference=reference,
+                       meta={"command": " ".join(sys.argv), "preset": _preset(args), "world": str(world)})
     for name, reason in results.skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
     save_results(results, out)

@@ -11,21 +11,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from fastinv.log import get_logger
 
 log = get_logger(__name__)
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
-def _digest(tensor: torch.Tensor) -> str:
-    return hashlib.sha256(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class FeatureCache:
-    """Feature matrices on disk under `root`, one file per key."""
+    """Feature matrices (and other named tensors) on disk under `root`, one file per key."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -42,41 +46,46 @@ class FeatureCache:
         """Where the entry for `key` lives."""
         return self.root / key[:2] / f"{key}.safetensors"
 
-    def _read(self, key: str) -> torch.Tensor | None:
-        path = self.path(key)
-        if not path.exists():
-            return None
-        try:
-            from safetensors import safe_open
+    def load(self, key: str) -> dict[str, torch.Tensor] | None:
+        """The tensors stored under `key` (on the CPU), or None when absent or failing its checks.
 
+        Counts a hit, or a miss (and a rebuild when an entry was there but unusable)."""
+        path = self.path(key)
+        tensors = self._read(path, key) if path.exists() else None
+        if tensors is None:
+            self.misses += 1
+            self.rebuilt += int(path.exists())
+        else:
+            self.hits += 1
+        return tensors
+
+    def _read(self, path: Path, key: str) -> dict[str, torch.Tensor] | None:
+        try:
             with safe_open(str(path), framework="pt") as handle:
                 meta = handle.metadata() or {}
-            features = load_file(str(path))["features"]
+            tensors = load_file(str(path))
         except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
             log.warning("feature cache entry %s is unreadable (%s); recomputing", path, exc)
             return None
-        if meta.get("key") != key or meta.get("sha256") != _digest(features):
+        if meta.get("key") != key or meta.get("sha256") != _digest(tensors):
             log.warning("feature cache entry %s fails its check; recomputing", path)
             return None
-        return features
+        return tensors
 
-    def _write(self, key: str, features: torch.Tensor) -> None:
+    def store(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
+        """Write `tensors` under `key` atomically (a reader never sees a partial entry)."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        cpu = features.detach().to("cpu", torch.float32).contiguous()
+        cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"features": cpu}, str(tmp), metadata={"key": key, "sha256": _digest(cpu)})
+        save_file(cpu, str(tmp), metadata={"key": key, "sha256": _digest(cpu)})
         os.replace(tmp, path)
 
     def get_or_compute(self, key: str, compute: Callable[[], torch.Tensor], device: str | torch.device) -> torch.Tensor:
         """Return the cached features for `key` on `device`, computing and storing them if needed."""
-        cached = self._read(key)
-        if cached is not None:
-            self.hits += 1
-            return cached.to(device)
-        if self.path(key).exists():
-            self.rebuilt += 1
-        self.misses += 1
+        cached = self.load(key)
+        if cached is not None and "features" in cached:
+            return cached["features"].to(device)
         features = compute()
-        self._write(key, features)
+        self.store(key, {"features": features.float()})
         return features

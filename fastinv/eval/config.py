@@ -39,6 +39,7 @@ class EvalConfig:
     knn_k: int = 20
     knn_temperature: float = 0.07
     delta: float = 0.05
+    compare: tuple[str, ...] | None = None
     seed: int = 0
     device: str = "cpu"
     batch_size: int = 128
@@ -46,6 +47,9 @@ class EvalConfig:
     channels_last: bool = True
     cache_dir: Path = field(default=Path.home() / ".cache" / "fastinv", compare=False)
     progress: bool = field(default=True, compare=False)
+    # SPEC 5: the extrinsic suite's seeded draws of training and test images (all of them when fewer)
+    extrinsic_train_images: int = 20480
+    extrinsic_test_images: int = 40960
 
 
 EVAL_PRESETS: dict[str, EvalConfig] = {

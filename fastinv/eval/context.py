@@ -8,20 +8,24 @@ from tqdm import tqdm
 from fastinv.eval.cache import FeatureCache
 from fastinv.eval.config import EvalConfig, ViewConfig
 from fastinv.eval.features import FeatureExtractor
+from fastinv.kernels import hoeffding_winner
 from fastinv.pipelines.evaltf.views import clean_view
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+RECIPE_MODELS = ("default", "spatial", "appearance")
 
 
 @dataclass
 class EvalContext:
-    """Models (base and fused), their extractors, the cache, and one progress bar over all suites."""
+    """Models (base and fused), their extractors, the cache, one progress bar over all suites, and
+    `meta`: provenance the suites record for results.json."""
 
     config: EvalConfig
     extractors: dict[str, FeatureExtractor]
     fusions: dict[str, list[str]] = field(default_factory=dict)
     cache: FeatureCache | None = None
     bar: tqdm | None = None
+    meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.cache is None:
@@ -31,6 +35,34 @@ class EvalContext:
     def models(self) -> list[str]:
         """Every model to report: the base models in order, then the fusions."""
         return [*self.extractors, *self.fusions]
+
+    @property
+    def compared(self) -> list[str]:
+        """The models of the significance test: `config.compare`, else those of the three recipe
+        models (default, spatial, appearance) that are present. Baselines and fusions are not in it."""
+        if self.config.compare is not None:
+            return list(self.config.compare)
+        return [m for m in RECIPE_MODELS if m in self.models]
+
+    def winner(self, scores: dict[str, torch.Tensor], bounds: tuple[float, float]) -> str | None:
+        """The compared model that beats each other compared model on paired per-item `scores`
+        (Hoeffding, delta Bonferroni-split over the comparisons), or None."""
+        compared = {m: scores[m] for m in self.compared if m in scores}
+        if len(compared) < 2:
+            return None
+        return hoeffding_winner(compared, delta=self.config.delta, bounds=bounds).winner
+
+    def significance_note(self, over: str, bounds: tuple[float, float]) -> str:
+        """The table-note sentence that says what the bullet means and which models were tested."""
+        compared = self.compared
+        if len(compared) < 2:
+            return (f"No significance test: it compares two or more of {', '.join(RECIPE_MODELS)} "
+                    "(or the models named by --compare).")
+        others = [m for m in self.models if m not in compared]
+        shown = f"; shown but not tested: {', '.join(others)}" if others else ""
+        return (f"• = significantly better than each other of {', '.join(compared)} (Hoeffding over {over}, "
+                f"differences bounded in [{bounds[0]:g}, {bounds[1]:g}], delta {self.config.delta} split over "
+                f"{len(compared) - 1} comparison(s){shown}).")
 
     def components(self, model: str) -> list[str]:
         """The base models whose features make up `model` (itself unless it is a fusion)."""

@@ -1,9 +1,11 @@
 """The images each suite evaluates on, read through the dataset registry, loaded once per run.
 
-The synthetic world is always there: its test split feeds the synthetic suite (a seeded draw),
-its train split gives the reference statistics (the role ImageNet-val plays in the paper), its
-pose and light groups join the real-world suite, and its latents and classes make the
-extrinsic and downstream tasks. Datasets found under `data_root` join their suites.
+The reference set gives mu and S (the role ImageNet-val plays in the paper): a user's folder
+(`reference`) or, by default, the synthetic world's train split. The synthetic suite draws its
+images from the reference folder (as the paper did), or from the world's test split when the
+world is the reference. The world's pose and light groups join the real-world suite, and its
+latents and classes make the extrinsic and downstream tasks. Datasets found under `data_root`
+join their suites.
 """
 import hashlib
 import json
@@ -17,8 +19,9 @@ import torch
 from fastinv.datasets import DATASETS, ImageSet, Splits, find_datasets
 from fastinv.eval.config import EvalConfig
 from fastinv.eval.context import EvalContext
-from fastinv.eval.images import load_square
-from fastinv.kernels import ReferenceStats, reference_stats
+from fastinv.eval.images import NativeImages, load_native, load_square
+from fastinv.eval.reference import ReferenceImages, scan_reference, stream_moments
+from fastinv.kernels import ReferenceStats, RunningMoments, reference_stats
 
 WORLD_FOLDER = "world"
 SPATIAL_SETS = {"coil100", "aloi_viewpoint", "alot_viewpoint", "flickr1024", "world_pose"}
@@ -55,6 +58,7 @@ class EvalData:
     config: EvalConfig
     world: Path
     data_root: Path | None = None
+    reference: Path | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     _stats: dict[str, ReferenceStats] = field(default_factory=dict)
 
@@ -105,25 +109,64 @@ class EvalData:
         return self._read("world_latents")
 
     @cached_property
-    def _reference(self) -> Loaded:
-        return self._load(self._world_latents.train, self.config.synthetic_view.resize)
+    def reference_images(self) -> ReferenceImages:
+        """The reference set: the `reference` folder, else the world's training images."""
+        if self.reference is not None:
+            return scan_reference(self.reference)
+        train = self._world_latents.train
+        return ReferenceImages("world/trainset", tuple(train.paths), self.dataset_key("world_latents", "train"))
 
     @cached_property
-    def synthetic(self) -> tuple[torch.Tensor, str]:
-        """The seeded draw of world test images at the working size, and its dataset key."""
-        test = self._world_latents.test
-        rng = np.random.default_rng(self.config.seed)
-        pick = np.sort(rng.choice(len(test), size=min(self.config.synthetic_images, len(test)), replace=False))
-        images = self._load(test.subset(pick), self.config.synthetic_view.resize).images
-        return images, self.dataset_key("world_latents", f"test-draw{len(pick)}-seed{self.config.seed}")
+    def synthetic(self) -> tuple[NativeImages, str]:
+        """The synthetic suite's images at their native sizes, and their dataset key: a seeded draw of
+        `synthetic_images` from the reference folder, or from the world's test split by default."""
+        count, seed = self.config.synthetic_images, self.config.seed
+        if self.reference is not None:
+            paths = self.reference_images.draw(count, seed)
+            key = f"reference-draw{len(paths)}-seed{seed}:{self.reference_images.key}"
+        else:
+            test = self._world_latents.test
+            pick = np.sort(np.random.default_rng(seed).choice(len(test), size=min(count, len(test)), replace=False))
+            paths = tuple(test.paths[i] for i in pick)
+            key = self.dataset_key("world_latents", f"test-draw{len(pick)}-seed{seed}")
+        loaded = load_native([str(p) for p in paths])
+        for path, reason in loaded.skipped:
+            self.skipped[path] = reason
+        return loaded, key
 
     def reference_stats(self, ctx: EvalContext, model: str) -> ReferenceStats:
-        """Mean, covariance and whitening of `model`'s clean features of the reference images."""
+        """Mean, covariance and whitening of `model`'s clean features of the reference images.
+
+        The first call computes (or reads from the cache) the moments of every model and fusion of
+        `ctx` in one pass over the reference images."""
         if model not in self._stats:
-            features = ctx.features(model, self._reference.images, dataset=self.dataset_key("world_latents", "train"),
-                                    view=self.config.synthetic_view)
-            self._stats[model] = reference_stats(features)
+            view = self.config.synthetic_view
+            keys = {m: ctx.cache.key(kind="reference-moments", models=",".join(ctx.extractors[c].hash for c in ctx.components(m)),
+                                     reference=self.reference_images.key, view=view.describe()) for m in ctx.models}
+            moments: dict[str, RunningMoments] = {}
+            for m, key in keys.items():
+                state = ctx.cache.load(key)
+                if state is not None:
+                    moments[m] = RunningMoments.from_state(state, ctx.extractors[ctx.components(m)[0]].device)
+            missing = [m for m in ctx.models if m not in moments]
+            if missing:
+                computed = stream_moments(ctx, missing, self.reference_images, view, self.skipped)
+                for m, state in computed.items():
+                    ctx.cache.store(keys[m], state.state())
+                moments.update(computed)
+            for m, state in moments.items():
+                self._stats[m] = reference_stats(state)
         return self._stats[model]
+
+    def reference_meta(self) -> dict | None:
+        """Where the reference statistics came from: the folder, its image count, and per model the
+        images used, the feature dimension and the covariance estimate (for results.json); None
+        when no suite needed them."""
+        if not self._stats:
+            return None
+        return {"folder": self.reference_images.name, "images": len(self.reference_images.paths),
+                "models": {m: {"n": s.n, "d": s.d, "estimator": s.estimator, "reason": s.reason}
+                           for m, s in self._stats.items()}}
 
     @cached_property
     def group_sets(self) -> list[tuple[Loaded, str]]:
@@ -150,15 +193,28 @@ class EvalData:
             for name in self.names(suite):
                 splits = self._read(name)
                 train_set = splits.train if splits.val is None else _concat(splits.train, splits.val)
+                test_set = splits.test
+                if suite == "extrinsic":
+                    train_set = seeded_draw(train_set, self.config.extrinsic_train_images, self.config.seed)
+                    test_set = seeded_draw(test_set, self.config.extrinsic_test_images, self.config.seed)
                 size = self.config.clean_view.resize
                 metric = ("mean_per_class_accuracy" if name in PER_CLASS_METRIC else "accuracy") \
                     if splits.task == "classification" else "r2"
                 kind = "recognition" if splits.task == "classification" else "pose"
                 if "colour" in name:
                     kind = "appearance"
-                out[suite].append(Task(name, kind, splits.task, self._load(train_set, size), self._load(splits.test, size),
+                out[suite].append(Task(name, kind, splits.task, self._load(train_set, size), self._load(test_set, size),
                                        splits.train.target_names, metric))
         return out
+
+
+def seeded_draw(images: ImageSet, count: int, seed: int) -> ImageSet:
+    """`count` images of `images` drawn without replacement (numpy default_rng(seed)), in file order, named
+    after the draw; all of them, unchanged, when there are no more than `count`."""
+    if len(images) <= count:
+        return images
+    pick = np.sort(np.random.default_rng(seed).choice(len(images), size=count, replace=False))
+    return replace(images.subset(pick), name=f"{images.name}[draw {count} of {len(images)}, seed {seed}]")
 
 
 def _concat(a: ImageSet, b: ImageSet) -> ImageSet:

@@ -1,4 +1,5 @@
 """Which models an evaluation compares: `--model NAME=PATH`, `--model random`, `--fuse A+B`."""
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastinv.errors import UsageError
@@ -40,12 +41,19 @@ def parse_fusion(text: str, known: list[str]) -> tuple[str, list[str]]:
     return text, parts
 
 
-def fusion_grid(grid: tuple[float, float, int], components: int, shift: float) -> tuple[float, float, int]:
-    """The probe's log10 weight-decay grid shifted for a fusion of `components` models.
+def width_units(widths: Sequence[float]) -> float:
+    """How many width-1 backbones wide a model's features are: the sum over its parts (a fusion's
+    components; a plain model is one part) of their width multipliers, each counted as at least 1
+    (the paper's grid is that of one width-1 model; narrower models keep it)."""
+    return float(sum(max(1.0, float(w)) for w in widths))
 
-    The paper shifts logspace(-6, 5) by one decade per added model (Spa+App: -5..6,
-    Def+Spa+App: -4..7); `shift` is the decades per added model.
+
+def fusion_grid(grid: tuple[float, float, int], width: float, shift: float) -> tuple[float, float, int]:
+    """The probe's log10 weight-decay grid shifted for a model `width` width-1 backbones wide (`width_units`).
+
+    The paper shifts logspace(-6, 5) with the feature width, one decade per width-1 backbone beyond
+    the first: Spa+App -5..6, Def+Spa+App and ResNet50(x3) -4..7; `shift` is the decades per backbone.
     """
     low, high, count = grid
-    offset = shift * (components - 1)
+    offset = shift * (width - 1)
     return (low + offset, high + offset, count)

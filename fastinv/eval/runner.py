@@ -4,6 +4,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fastinv.datasets import DATASETS
 from fastinv.eval.config import EvalConfig
 from fastinv.eval.context import EvalContext
 from fastinv.eval.data import EvalData
@@ -27,18 +28,34 @@ def build_context(models: list[ModelSpec], fusions: dict[str, list[str]], config
     return EvalContext(config, extractors, dict(fusions))
 
 
+_SUITES_READING = {"knn": ("downstream", "realworld")}  # suites that read the datasets of other suites
+
+
+def _concerns(name: str, suites: list[str]) -> bool:
+    """Whether a skipped entry (a missing dataset, or a file) matters to a run of `suites`."""
+    if name not in DATASETS:
+        return True
+    reads = set(suites).union(*(_SUITES_READING.get(s, ()) for s in suites))
+    return DATASETS[name].suite in reads
+
+
 def evaluate(models: list[ModelSpec], fusions: dict[str, list[str]], suites: list[str], config: EvalConfig,
-             world: Path, *, data_root: Path | None = None, meta: dict | None = None) -> Results:
-    """Evaluate `models` (and their `fusions`) on `suites`; return every table with its settings."""
+             world: Path, *, data_root: Path | None = None, reference: Path | None = None,
+             meta: dict | None = None) -> Results:
+    """Evaluate `models` (and their `fusions`) on `suites`; return every table with its settings.
+
+    `reference` is the folder whose images give the reference statistics and the synthetic suite's
+    images (ImageNet-val in the paper); the world's training split when None."""
     unknown = sorted(set(suites) - set(SUITE_NAMES))
     if unknown:
         raise ValueError(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(SUITE_NAMES)}")
     ctx = build_context(models, fusions, config)
-    data = EvalData(config, Path(world), data_root)
+    data = EvalData(config, Path(world), data_root, reference)
     chosen = [FEATURE_SUITES[name] for name in FEATURE_SUITES if name in suites]
-    skipped: dict[str, str] = dict(data.skipped)
-    if "correlation" in suites and len(ctx.models) < 3:
-        skipped["correlation"] = f"needs 3 or more models, got {len(ctx.models)}"
+    skipped: dict[str, str] = {}
+    correlated = correlation.models(ctx)
+    if "correlation" in suites and len(correlated) < correlation.MIN_MODELS:
+        skipped["correlation"] = f"needs {correlation.MIN_MODELS} or more models besides fusions, got {len(correlated)}"
     if "correlation" in suites and not {"synthetic", "realworld"} <= set(suites):
         skipped["correlation"] = "needs the synthetic and realworld suites in the same run"
     started = time.perf_counter()
@@ -49,10 +66,14 @@ def evaluate(models: list[ModelSpec], fusions: dict[str, list[str]], suites: lis
         for suite in chosen:
             tables += suite.run(ctx, data)
     if "correlation" in suites and "correlation" not in skipped:
-        tables += correlation.run(tables, ctx.models)
-    skipped.update(data.skipped)
+        tables += correlation.run(tables, correlated)
+    skipped.update({name: why for name, why in data.skipped.items() if _concerns(name, suites)})
     run_meta = environment_meta(config.device)
     run_meta.update(meta or {})
     run_meta["seconds"] = round(time.perf_counter() - started, 1)
     run_meta["feature_cache"] = {"hits": ctx.cache.hits, "misses": ctx.cache.misses, "rebuilt": ctx.cache.rebuilt}
+    run_meta.update(ctx.meta)
+    reference_meta = data.reference_meta()
+    if reference_meta is not None:
+        run_meta["reference"] = reference_meta
     return Results(tables=tables, models=ctx.models, meta=run_meta, skipped=skipped)

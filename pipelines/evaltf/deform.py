@@ -1,95 +1,126 @@
-"""The deform transform's random field: albumentations' ElasticTransform rebuilt on torchvision.
+"""The deform transform: albumentations' ElasticTransform as the paper ran it, rebuilt in torch at the
+image's native resolution and batched over draws.
 
-The paper's reference ran `albumentations.ElasticTransform(alpha=1, sigma=s, alpha_affine=50)`:
-first a random affine warp that moves three points of the centre square (side 2/3 of the
-image, as albumentations places them) by up to `alpha_affine` px each (uniform), then an
-elastic field `alpha * gaussian_filter(U[-1, 1] noise, sigma)`. With alpha = 1 the elastic part
-moves pixels by hundredths of a pixel, so the affine jitter dominates. We draw the same two
-parts with torch (seeded), compose them into one sampling field and let
-`torchvision.transforms.v2.functional.elastic` resample the image (bilinear). Differences from
-albumentations: pixels pulled in from outside the image are black (torchvision's zero fill)
-rather than mirrored (OpenCV's BORDER_REFLECT_101), and the noise comes from torch, not numpy.
+The reference called `albumentations.ElasticTransform(sigma=s, approximate=True)` (albumentations
+1.x defaults: alpha 1, alpha_affine 50 px, bilinear, BORDER_REFLECT_101) on the decoded image:
+
+1. a random affine warp. Three points, built from `(H // 2, W // 2)` and `s = min(H, W) // 3` and
+   read as (x, y) - albumentations passes (height, width) where OpenCV expects (x, y) - namely
+   (H//2 + s, W//2 + s), (H//2 + s, W//2 - s), (H//2 - s, W//2 - s), each move by U[-50, 50]
+   raw pixels in x and in y; the image is warped by the affine map that takes them there.
+2. an elastic field: dx, dy = alpha * GaussianBlur(U[-1, 1] noise, 17 x 17 taps, sigma); the
+   warped image is resampled at (x + dx, y + dy). A 17-tap kernel at sigma >= 10 is close to a
+   box filter, so the field's std is about 0.58 / 17 = 0.034 px: the jitter is what one sees.
+
+Here the two maps are composed and the image is interpolated once (bilinear), which smooths a
+little less than the reference's two interpolations; borders reflect as BORDER_REFLECT_101.
+Every pixel quantity (alpha, alpha_affine, the 17 taps; sigma comes scaled in the magnitude)
+is multiplied by `pixel_scale`.
+
+Draws: the jitter of grid position p comes from a CPU generator seeded by (DEFORM_SEED, p): the
+same on every device and for every image. The elastic noise comes from a generator on the
+image's device seeded from the same sequence, so CPU and CUDA draw different (equally
+distributed) noise. A `generator` passed in replaces both.
 """
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as F
+from torch.nn.functional import conv2d, pad
+
+from fastinv.pipelines.evaltf.geometry import sample
 
 DEFORM_SEED = 0
 ALPHA = 1.0
 ALPHA_AFFINE = 50.0
-REFERENCE_SIZE = 256
+ELASTIC_TAPS = 17
 
 
 @dataclass(frozen=True)
-class DeformField:
-    """One draw: the affine `matrix` (2, 3) mapping source to output pixels (OpenCV convention),
-    the elastic offsets `elastic` (H, W, 2) in px (x, y), and `displacement` (1, H, W, 2), the
-    combined field in torchvision's normalised units, ready for `F.elastic`."""
+class DeformFields:
+    """k draws for one image size: `matrices` (k, 2, 3) float64, the affine maps from source to
+    output pixels (OpenCV's convention), and `elastic` (k, 2, H, W) float32, the (dx, dy) offsets in px."""
 
-    matrix: torch.Tensor
+    matrices: torch.Tensor
     elastic: torch.Tensor
-    displacement: torch.Tensor
 
 
-def _draw_generator(sigma_index: int, draw: int, seed: int) -> torch.Generator:
-    state = np.random.SeedSequence([seed, sigma_index, draw]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
+def anchor_points(height: int, width: int) -> torch.Tensor:
+    """(3, 2) float64: the (x, y) points whose jitter defines the affine warp, as albumentations places them."""
+    first, second, side = height // 2, width // 2, min(height, width) // 3
+    return torch.tensor([[first + side, second + side], [first + side, second - side], [first - side, second - side]],
+                        dtype=torch.float64)
 
 
-def _smooth_noise(size: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """Two channels of U[-1, 1] noise, Gaussian-smoothed (separable, reflect border)."""
-    noise = torch.rand((2, 1, size, size), generator=generator, dtype=torch.float64) * 2 - 1
-    radius = min(int(4 * sigma), size - 1)
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    rows = torch.nn.functional.conv2d(torch.nn.functional.pad(noise, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-    both = torch.nn.functional.conv2d(torch.nn.functional.pad(rows, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
-    return both[:, 0]
+def jitter_matrix(height: int, width: int, shifts: torch.Tensor) -> torch.Tensor:
+    """(2, 3) float64: the affine map that moves the anchor points by `shifts` (3, 2) px."""
+    points = anchor_points(height, width)
+    return torch.linalg.solve(torch.cat([points, torch.ones(3, 1, dtype=torch.float64)], 1), points + shifts).T
 
 
-def _jitter_matrix(size: int, alpha_affine: float, generator: torch.Generator) -> torch.Tensor:
-    centre, half = float(size // 2), float(size // 3)
-    src = torch.tensor([[centre + half, centre + half], [centre + half, centre - half], [centre - half, centre - half]], dtype=torch.float64)
-    dst = src + (torch.rand((3, 2), generator=generator, dtype=torch.float64) * 2 - 1) * alpha_affine
-    ones = torch.ones((3, 1), dtype=torch.float64)
-    return torch.linalg.solve(torch.cat([src, ones], 1), dst).T
+def _generators(position: int, device: torch.device, seed: int) -> tuple[torch.Generator, torch.Generator]:
+    jitter_seed, noise_seed = np.random.SeedSequence([seed, position]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(jitter_seed)), torch.Generator(device=device).manual_seed(int(noise_seed))
 
 
-def deform_field(size: int, sigma: float, sigma_index: int, draw: int, *, seed: int = DEFORM_SEED,
-                 generator: torch.Generator | None = None) -> DeformField:
-    """The field of draw `draw` at `sigma` (px at a 256 image) for a `size` x `size` image.
+def _smooth(noise: torch.Tensor, sigmas: Sequence[float], taps: int) -> torch.Tensor:
+    """Gaussian-smooth (k, 2, H, W) noise, draw i with sigmas[i], `taps`-tap separable kernel, reflect-101 border."""
+    count, _, height, width = noise.shape
+    half = taps // 2
+    offsets = torch.arange(-half, half + 1, dtype=torch.float32, device=noise.device)
+    scale = torch.tensor(list(sigmas), dtype=torch.float32, device=noise.device).view(-1, 1)
+    kernels = torch.exp(-0.5 * (offsets / scale) ** 2)
+    kernels = (kernels / kernels.sum(1, keepdim=True)).repeat_interleave(2, 0)
+    padded = pad(noise.view(1, 2 * count, height, width), (half, half, half, half), mode="reflect")
+    rows = conv2d(padded, kernels.view(2 * count, 1, 1, taps), groups=2 * count)
+    return conv2d(rows, kernels.view(2 * count, 1, taps, 1), groups=2 * count).view(count, 2, height, width)
 
-    Pixel quantities (sigma, alpha, alpha_affine) are scaled by size / 256. The draw is a pure
-    function of (seed, sigma_index, draw) unless a CPU `generator` is given.
+
+def deform_fields(height: int, width: int, sigmas: Sequence[float], positions: Sequence[int], *,
+                  pixel_scale: float = 1.0, device: torch.device | str = "cpu",
+                  generator: torch.Generator | None = None, seed: int = DEFORM_SEED) -> DeformFields:
+    """The k fields for an H x W image: draw i at sigma `sigmas[i]` (px) for grid position `positions[i]`.
+
+    Seeded by (seed, position) unless `generator` (a CPU torch.Generator) is given; see the
+    module docstring.
     """
-    if size < 8 or sigma <= 0:
-        raise ValueError(f"deform needs size >= 8 and sigma > 0, got size {size}, sigma {sigma}")
-    ratio = size / REFERENCE_SIZE
-    gen = generator if generator is not None else _draw_generator(sigma_index, draw, seed)
-    matrix = _jitter_matrix(size, ALPHA_AFFINE * ratio, gen)
-    elastic = _smooth_noise(size, sigma * ratio, gen).permute(1, 2, 0) * (ALPHA * ratio)
-    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
-    pixels = torch.stack([xs, ys], -1)
-    moved = pixels + elastic
-    inverse = torch.linalg.inv(torch.cat([matrix, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)]))[:2]
-    source = moved @ inverse[:, :2].T + inverse[:, 2]
-    displacement = ((source - pixels) * (2.0 / size)).unsqueeze(0).to(torch.float32)
-    return DeformField(matrix=matrix, elastic=elastic, displacement=displacement)
+    device = torch.device(device)
+    matrices = []
+    uniform = torch.empty((len(positions), 2, height, width), device=device)
+    for i, position in enumerate(positions):
+        jitter_gen, noise_gen = _generators(position, device, seed) if generator is None else (generator, generator)
+        shifts = torch.rand((3, 2), generator=jitter_gen, dtype=torch.float64)
+        matrices.append(jitter_matrix(height, width, (shifts * 2 - 1) * (ALPHA_AFFINE * pixel_scale)))
+        uniform[i] = torch.rand((2, height, width), generator=noise_gen, device=noise_gen.device)
+    taps = 2 * round(ELASTIC_TAPS // 2 * pixel_scale) + 1
+    # the kernel sums to 1, so smoothing U[0, 1] and mapping to [-1, 1] afterwards is the same as before
+    elastic = _smooth(uniform, sigmas, taps).mul_(2 * ALPHA * pixel_scale).sub_(ALPHA * pixel_scale)
+    return DeformFields(torch.stack(matrices), elastic)
 
 
-@lru_cache(maxsize=32)
-def seeded_displacement(size: int, sigma: float, sigma_index: int, draw: int, seed: int = DEFORM_SEED) -> torch.Tensor:
-    """The (1, size, size, 2) displacement of the seeded draw, cached (32 most recent draws).
+def _reflect(coords: torch.Tensor, size: int) -> torch.Tensor:
+    """Fold pixel coordinates into [0, size - 1] by mirroring about the edge pixels (BORDER_REFLECT_101)."""
+    period = 2.0 * (size - 1)
+    folded = torch.remainder(coords, period)
+    return torch.where(folded > size - 1, period - folded, folded)
 
-    A suite that loops over batches inside each magnitude draws every field once.
+
+def deform(image: torch.Tensor, fields: DeformFields) -> torch.Tensor:
+    """Resample `image` (3, H, W) uint8 through each field: (k, 3, H, W) uint8.
+
+    Output pixel p takes the source at A^-1 (p + e(p)), A the draw's affine map and e its elastic
+    offsets, each step reflected into the image (bilinear).
     """
-    return deform_field(size, sigma, sigma_index, draw, seed=seed).displacement
-
-
-def deform(images: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
-    """Resample `images` (B, 3, H, W) through a (1, H, W, 2) `displacement` (bilinear, zero fill); dtype kept."""
-    return F.elastic(images, displacement.to(images.device))
+    _, height, width = image.shape
+    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(len(fields.matrices), 1, 3)
+    inverse = torch.linalg.inv(torch.cat([fields.matrices, bottom], 1))[:, :2]
+    inverse = inverse.to(device=image.device, dtype=torch.float32).view(-1, 2, 3, 1, 1)
+    ys = torch.arange(height, dtype=torch.float32, device=image.device).view(1, height, 1)
+    xs = torch.arange(width, dtype=torch.float32, device=image.device).view(1, 1, width)
+    qx = _reflect(xs + fields.elastic[:, 0], width)
+    qy = _reflect(ys + fields.elastic[:, 1], height)
+    sx = _reflect(inverse[:, 0, 0] * qx + inverse[:, 0, 1] * qy + inverse[:, 0, 2], width)
+    sy = _reflect(inverse[:, 1, 0] * qx + inverse[:, 1, 1] * qy + inverse[:, 1, 2], height)
+    grid = torch.stack([sx * (2.0 / max(width - 1, 1)) - 1, sy * (2.0 / max(height - 1, 1)) - 1], -1)
+    return sample(image, grid, mode="bilinear", align_corners=True, padding_mode="border")

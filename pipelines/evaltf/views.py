@@ -1,4 +1,5 @@
-"""The geometry around an evaluation transform: the working size before it, the clean view after it.
+"""The geometry around an evaluation transform: the clean view, the final Resize + CenterCrop, and
+the square working size of the real-world and downstream sets.
 
 Images are (3, H, W) or (B, 3, H, W) tensors, uint8 in [0, 255] or float in [0, 1], on any
 device. Resizes are bilinear with antialiasing (torchvision's default, close to PIL's).
@@ -6,33 +7,45 @@ device. Resizes are bilinear with antialiasing (torchvision's default, close to 
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from fastinv.errors import UsageError
 from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
 
 WORKING_SIZE = 256
 
 
 def _check_images(images: torch.Tensor) -> None:
+    """UsageError unless `images` is a (3, H, W) or (B, 3, H, W) tensor, uint8 or float."""
     if not isinstance(images, torch.Tensor) or images.ndim not in (3, 4) or images.shape[-3] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (3, H, W) or (B, 3, H, W) tensor, got {shape}")
+        raise UsageError(f"images must be a (3, H, W) or (B, 3, H, W) tensor, got {shape}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise ValueError(f"images must be uint8 in [0, 255] or float in [0, 1], got {images.dtype}")
+        raise UsageError(f"images must be uint8 in [0, 255] or float in [0, 1], got {images.dtype}")
+
+
+def resize_crop(images: torch.Tensor, resize: int, crop: int) -> torch.Tensor:
+    """Resize the short side to `resize` and centre-crop a `crop` square (dtype kept).
+
+    The one place the views' final geometry is computed: the clean view and every transformed
+    view go through it, so a transform at its identity magnitude gives the clean view's pixels.
+    """
+    if crop > resize:
+        raise UsageError(f"crop ({crop}) cannot exceed resize ({resize})")
+    return F.center_crop(F.resize(images, [resize], antialias=True), [crop, crop])
 
 
 def to_working_size(images: torch.Tensor, size: int = WORKING_SIZE) -> torch.Tensor:
     """Resize the short side to `size` and centre-crop a `size` x `size` square (dtype kept).
 
-    This is the one working size every evaluation transform acts on, so a batch of images of
-    different shapes can be stacked; pixel magnitudes of the SPEC grids refer to a 256 square.
+    Brings images of different shapes to one size so that they stack into a batch.
     """
     _check_images(images)
     if size < 8:
-        raise ValueError(f"working size must be at least 8 px, got {size}")
-    return F.center_crop(F.resize(images, [size], antialias=True), [size, size])
+        raise UsageError(f"working size must be at least 8 px, got {size}")
+    return resize_crop(images, size, size)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """Return float32 images in [0, 1] (uint8 input is divided by 255; float input is cast)."""
+    """Return float32 images in [0, 1] (uint8 input is scaled by 1/255; float input is cast)."""
     _check_images(images)
     return F.to_dtype(images, torch.float32, scale=True)
 
@@ -47,10 +60,9 @@ def clean_view(images: torch.Tensor, resize: int = 256, crop: int = 224, *, norm
 
     SPEC: Resize 256 + CenterCrop 224 for the synthetic suite and pre-training evaluation;
     Resize 224 + CenterCrop 224 for the real-world and downstream sets. With
-    `normalise=False` the result is float in [0, 1] (for looking at it or comparing pixels).
+    `normalise=False` the result is float in [0, 1]; for one native image (3, H, W) uint8 it is
+    then bit-identical to `EvalTransform.views` at an identity magnitude.
     """
     _check_images(images)
-    if crop > resize:
-        raise ValueError(f"crop ({crop}) cannot exceed resize ({resize})")
-    out = F.center_crop(F.resize(images, [resize], antialias=True), [crop, crop])
+    out = resize_crop(images, resize, crop)
     return normalize(out) if normalise else to_float(out)

@@ -6,7 +6,7 @@ from fastinv.eval.context import EvalContext
 from fastinv.eval.data import EvalData
 import numpy as np
 
-from fastinv.kernels import hoeffding_winner, knn_classify, knn_leave_one_out
+from fastinv.kernels import knn_classify, knn_leave_one_out
 from fastinv.results import Table
 
 NAME = "knn"
@@ -63,13 +63,12 @@ def _group_table(ctx: EvalContext, data: EvalData) -> Table:
             hits[model] = (result.predictions == np.asarray(group_set.groups)).astype(np.float64)
             if model in ctx.extractors:
                 ctx.advance(f"{NAME} {model} {group_set.name}")
-        if len(hits) >= 2:
-            winners[group_set.name] = hoeffding_winner(hits, delta=config.delta, bounds=(-1.0, 1.0)).winner
+        winners[group_set.name] = ctx.winner(hits, (-1.0, 1.0))
     return Table(key="knn_groups", title=f"Group retrieval: leave-one-out kNN top-1 with the groups as classes "
                                          f"(k = {config.knn_k}, T = {config.knn_temperature})",
                  columns=[s.name for s, _ in data.group_sets], rows=rows, better="higher",
                  column_kinds={s.name: kind for s, kind in data.group_sets}, winners=winners,
                  note=f"{data.group_set_sizes()}. Each image is voted on by its k nearest other images of its set; higher = the "
-                      "features find the same object again across the set's changes. • = significant winner "
-                      f"(Hoeffding over images, hit differences in [-1, 1], delta {config.delta} Bonferroni-split).",
+                      "features find the same object again across the set's changes. "
+                      f"{ctx.significance_note('images (hit differences)', (-1.0, 1.0))}",
                  section=NAME)

@@ -1,9 +1,10 @@
 """Real-world invariance (paper Table 3, SPEC 4): within each group of images of one object,
 scene or material, the mean pairwise Mahalanobis distance and the mean of the full whitened
 cosine-similarity matrix (diagonal included, as the reference did), averaged over groups."""
+from fastinv.datasets import DATASETS
 from fastinv.eval.context import EvalContext
 from fastinv.eval.data import EvalData
-from fastinv.kernels import group_pairwise, hoeffding_winner
+from fastinv.kernels import group_pairwise
 from fastinv.results import Table
 
 NAME = "realworld"
@@ -31,20 +32,17 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
             per_group[group_set.name][model] = scores.similarity
             if model in ctx.extractors:
                 ctx.advance(f"{NAME} {model} {group_set.name}")
-    winners = {}
-    if len(ctx.models) >= 2:
-        # A group's mean cosine matrix is ||sum of unit vectors||^2 / n^2, in [0, 1]: differences lie in [-1, 1].
-        winners = {name: hoeffding_winner(scores, delta=ctx.config.delta, bounds=(-1.0, 1.0)).winner
-                   for name, scores in per_group.items()}
+    # A group's mean cosine matrix is ||sum of unit vectors||^2 / n^2, in [0, 1]: differences lie in [-1, 1].
+    winners = {name: ctx.winner(scores, (-1.0, 1.0)) for name, scores in per_group.items()}
     kinds = {group_set.name: kind for group_set, kind in data.group_sets}
     columns = [s.name for s in sets]
-    note = (f"{data.group_set_sizes()}. Reference statistics from the clean reference images. The cosine mean includes each "
-            "group matrix's diagonal (as the reference code did).")
+    note = (f"{data.group_set_sizes()}. Reference statistics from the {len(data.reference_images.paths)} images of "
+            f"{data.reference_images.name}, as Table 2. The cosine mean includes each group matrix's diagonal (as the "
+            "reference code did)." + "".join(f" {DATASETS[g.name].note}" for g in sets if DATASETS[g.name].note))
     return [
         Table(key="realworld_mahalanobis", title="Table 3 (top): mean pairwise Mahalanobis distance within groups (lower = more invariant)",
               columns=columns, rows=distance, better="lower", column_kinds=kinds, note=note, section=NAME),
         Table(key="realworld_cosine", title="Table 3 (bottom): mean whitened cosine similarity within groups (higher = more invariant)",
               columns=columns, rows=similarity, better="higher", column_kinds=kinds, winners=winners,
-              note=f"{note} • = significant winner (Hoeffding over groups, differences bounded in [-1, 1], "
-                   f"delta {ctx.config.delta} Bonferroni-split).", section=NAME),
+              note=f"{note} {ctx.significance_note('groups', (-1.0, 1.0))}", section=NAME),
     ]
