@@ -24,7 +24,9 @@ def _package_dir() -> dict[str, str]:
     return mapping
 
 
-_CUDA13_GPU = ["cupy-cuda13x", "cuml-cu13", "faiss-gpu-cu13-cuvs"]
+# faiss publishes its GPU wheel (`faiss-gpu`) for the CUDA 12 runtime only; it brings that runtime
+# with it and runs beside CUDA 13 libraries under any driver that supports CUDA 13.
+_FAISS_GPU = "faiss-gpu>=1.15"
 
 setup(
     name="fastinv",
@@ -53,8 +55,8 @@ setup(
         "dali": ["nvidia-dali-cuda130>=1.40"],
         "dali-cuda12": ["nvidia-dali-cuda120>=1.40"],
         "ffcv": ["ffcv==1.0.2", "numba>=0.58"],
-        "gpu": _CUDA13_GPU,
-        "gpu-cuda12": ["cupy-cuda12x", "cuml-cu12", "faiss-gpu-cu12"],
+        "gpu": ["cupy-cuda13x>=14", "cuml-cu13", _FAISS_GPU],
+        "gpu-cuda12": ["cupy-cuda12x>=14", "cuml-cu12", _FAISS_GPU],
         "timm": ["timm>=1.0"],
     },
     entry_points={"console_scripts": ["fastinv=fastinv.cli:main"]},

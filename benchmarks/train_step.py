@@ -1,7 +1,8 @@
 """Time the MoCo-v2 training step: fp32 vs AMP (bf16), NCHW vs channels_last, eager vs
-torch.compile, on whatever device is present. Prints a table with ratios to the fp32 / NCHW /
-eager baseline. CPU default: resnet18 at 64 px, batch 32; --quick runs fewer steps and skips
-compile.
+torch.compile, on whatever device is present, then split BN (the single-device default) against
+plain BN in alternating rounds. Prints a table with ratios to the fp32 / NCHW / eager baseline
+and the split / plain ratio. CPU default: resnet18 at 64 px, batch 32; --quick runs fewer steps
+and skips compile.
 
     python benchmarks/train_step.py [--device cuda] [--arch resnet50 --image-size 224 --batch 64] [--quick]
 """
@@ -11,55 +12,74 @@ from dataclasses import replace
 
 import torch
 
+from fastinv.devices import kernel_settings, parse_device
 from fastinv.train.config import DataConfig, ModelConfig, MoCoConfig, OptimConfig, RunConfig, TrainConfig
 from fastinv.train.distributed import DistInfo
 from fastinv.train.step import build_engine, train_step
 
 
-def _config(args: argparse.Namespace) -> TrainConfig:
+def step_config(arch: str, image_size: int, batch: int, bn_splits: int, device: str, queue: int,
+                head_hidden: int | None = 512) -> TrainConfig:
+    """A MoCo-v2 step of `arch` on `batch` views of `image_size` px with split BN (fp32, NCHW, eager:
+    vary amp / channels_last / compile / bn with dataclasses.replace); head_hidden None is
+    MoCo-v2's (the backbone's width)."""
     return TrainConfig(
-        data=DataConfig(root="-", image_size=args.image_size, batch_size=args.batch),
-        model=ModelConfig(arch=args.arch, head_hidden=512, head_dim=128, bn="split", bn_splits=args.bn_splits),
-        moco=MoCoConfig(K=args.batch * 32, m=0.99),
+        data=DataConfig(root="-", image_size=image_size, batch_size=batch),
+        model=ModelConfig(arch=arch, head_hidden=head_hidden, head_dim=128, bn="split", bn_splits=bn_splits),
+        moco=MoCoConfig(K=queue, m=0.99),
         optim=OptimConfig(epochs=1),
-        run=RunConfig(out="-", device=args.device),
+        run=RunConfig(out="-", device=device, amp="none", channels_last=False),
     )
 
 
-def time_step(cfg: TrainConfig, device: torch.device, warmup: int, steps: int) -> float:
-    """Median seconds per train_step on random views (device synchronised around each step)."""
-    engine = build_engine(cfg, DistInfo(0, 1, 0, device), steps_per_epoch=warmup + steps)
-    fmt = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
-    gen = torch.Generator(device=device).manual_seed(0)
-    shape = (cfg.data.batch_size, 3, cfg.data.image_size, cfg.data.image_size)
-    views = [torch.randn(shape, device=device, generator=gen).contiguous(memory_format=fmt) for _ in range(2)]
-    times = []
-    for step in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        train_step(engine, views[0], views[1], step)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+def time_step(cfg: TrainConfig, device: torch.device, warmup: int, steps: int) -> tuple[float, float]:
+    """(median seconds per train_step, the last step's loss) on fixed seeded random views, device
+    synchronised around each step, under the kernel settings of a training run."""
+    with kernel_settings(device, cfg.run.deterministic):
+        engine = build_engine(cfg, DistInfo(0, 1, 0, device), steps_per_epoch=warmup + steps)
+        fmt = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+        gen = torch.Generator().manual_seed(0)
+        shape = (cfg.data.batch_size, 3, cfg.data.image_size, cfg.data.image_size)
+        views = [torch.randn(shape, generator=gen).to(device).contiguous(memory_format=fmt) for _ in range(2)]
+        times, loss = [], None
+        for step in range(warmup + steps):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            loss = train_step(engine, views[0], views[1], step)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if step >= warmup:
+                times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2], float(loss)
+
+
+def split_vs_plain(cfg: TrainConfig, device: torch.device, warmup: int, steps: int, rounds: int
+                   ) -> tuple[float, float]:
+    """Median seconds per step with split BN and with plain BN, measured in `rounds` alternating
+    rounds so that both see the same load on a shared machine."""
+    split, plain = [], []
+    for _ in range(rounds):
+        split.append(time_step(cfg, device, warmup, steps)[0])
+        plain.append(time_step(replace(cfg, model=replace(cfg.model, bn="plain")), device, warmup, steps)[0])
+    return sorted(split)[len(split) // 2], sorted(plain)[len(plain) // 2]
 
 
 def main() -> None:
-    """Run every variant and print the table."""
+    """Run every variant and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--bn-splits", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the split / plain BN comparison")
     parser.add_argument("--quick", action="store_true", help="3 timed steps, no compile variants")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = parse_device(args.device)
     steps, warmup = (3, 1) if args.quick else (args.steps, 3)
-    base = _config(args)
+    base = step_config(args.arch, args.image_size, args.batch, args.bn_splits, str(device), args.batch * 32)
     variants = [("fp32 NCHW eager (baseline)", "none", False, False), ("fp32 channels_last", "none", True, False),
                 ("bf16 NCHW", "bf16", False, False), ("bf16 channels_last", "bf16", True, False)]
     if not args.quick:
@@ -71,10 +91,19 @@ def main() -> None:
     baseline = None
     for name, amp, channels_last, compiled in variants:
         cfg = replace(base, run=replace(base.run, amp=amp, channels_last=channels_last, compile=compiled))
-        seconds = time_step(cfg, device, warmup + (2 if compiled else 0), steps)
+        seconds = time_step(cfg, device, warmup + (2 if compiled else 0), steps)[0]
         baseline = baseline or seconds
         print(f"| {name:30} | {seconds * 1e3:7.1f} | {args.batch / seconds:5.0f} | {baseline / seconds:7.2f}x |",
               flush=True)
+    amp = "bf16" if device.type == "cuda" else "none"
+    cfg = replace(base, run=replace(base.run, amp=amp, channels_last=True))
+    split, plain = split_vs_plain(cfg, device, warmup, steps, args.rounds)
+    print(f"\nsplit BN ({args.bn_splits} sub-batches) vs plain BN, {amp} channels_last, median of {args.rounds} "
+          f"alternating rounds")
+    print(f"| {'BN':30} | ms/step | img/s |\n|{'-' * 32}|---------|-------|")
+    for name, seconds in ((f"split ({args.bn_splits})", split), ("plain", plain)):
+        print(f"| {name:30} | {seconds * 1e3:7.1f} | {args.batch / seconds:5.0f} |")
+    print(f"split / plain step time: {split / plain:.2f}x")
 
 
 if __name__ == "__main__":

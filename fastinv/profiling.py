@@ -1,4 +1,4 @@
-"""Stage timers and the report of `fastinv profile` (and benchmarks/gpu_check.py).
+"""Stage timers and the report of `fastinv profile` (also used by benchmarks/device_check.py).
 
 On CUDA a stage is timed with a pair of CUDA events recorded on the current stream around it
 and read after one synchronisation at the end: the time the stream took from reaching the first

@@ -40,7 +40,8 @@ def test_two_processes_stay_in_sync(tiny_world, tmp_path):
         model=ModelConfig(arch="resnet10x0.25", head_hidden=32, head_dim=16, bn="shuffle"),
         moco=MoCoConfig(K=64, m=0.99),
         optim=OptimConfig(epochs=1, lr=0.05),
-        run=RunConfig(out=str(tmp_path / "run"), tensorboard=False, progress=False, log_every=1, max_steps=3),
+        run=RunConfig(out=str(tmp_path / "run"), device="cpu", tensorboard=False, progress=False, log_every=1,
+                      max_steps=3),
     )
     mp.spawn(_worker, args=(cfg, _free_port(), str(tmp_path)), nprocs=2, join=True)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)

@@ -72,9 +72,67 @@ def test_split_bn_normalises_each_sub_batch_like_batchnorm():
     assert split.train()(cl).is_contiguous(memory_format=torch.channels_last)
 
 
+def _split_and_plain_per_sub_batch(x: torch.Tensor, splits: int) -> tuple:
+    """Split BN on x, and plain BatchNorm2d on each sub-batch from the same parameters: outputs, input
+    gradients, parameter gradients and running statistics of both, under one output gradient."""
+    torch.manual_seed(1)
+    split = SplitBatchNorm2d(x.shape[1], num_splits=splits)
+    with torch.no_grad():
+        split.weight.uniform_(0.5, 2.0)
+        split.bias.normal_()
+    plain = [nn.BatchNorm2d(x.shape[1]) for _ in range(splits)]
+    for bn in plain:
+        bn.load_state_dict(split.state_dict())
+    xs, xp = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = split(xs)
+    expected = torch.cat([bn(chunk) for bn, chunk in zip(plain, xp.chunk(splits))])
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(2)).to(x.dtype)
+    out.backward(grad)
+    expected.backward(grad)
+    running = [torch.stack([getattr(bn, k) for bn in plain]).mean(0) for k in ("running_mean", "running_var")]
+    return (out, xs.grad, split.weight.grad, split.bias.grad, split.running_mean, split.running_var), \
+        (expected, xp.grad, sum(bn.weight.grad for bn in plain), sum(bn.bias.grad for bn in plain), *running)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_split_bn_is_batchnorm_per_sub_batch_forward_and_backward(memory_format, dtype):
+    # bfloat16 input with float32 parameters is what split BN sees under autocast
+    x = (torch.randn(12, 5, 6, 7, generator=torch.Generator().manual_seed(0)) * 3 + 1).to(dtype)
+    got, expected = _split_and_plain_per_sub_batch(x.contiguous(memory_format=memory_format), splits=3)
+    names = ("output", "input gradient", "weight gradient", "bias gradient", "running mean", "running var")
+    for name, a, b in zip(names, got, expected):
+        torch.testing.assert_close(a, b, msg=name)
+    assert got[0].dtype == dtype and got[1].dtype == dtype
+    assert got[0].is_contiguous(memory_format=memory_format) and got[1].is_contiguous(memory_format=memory_format)
+
+
+def test_split_bn_copies_nothing_in_the_forward_pass():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    split = SplitBatchNorm2d(4, num_splits=2)
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(8, 4, 5, 5).contiguous(memory_format=memory_format).requires_grad_()
+        with Ops() as ops:
+            split(x)
+        copies = {"clone", "copy_", "cat", "stack", "_to_copy", "repeat", "contiguous"} & set(ops.names)
+        assert not copies and "native_batch_norm" in ops.names, ops.names
+
+
 def test_split_bn_refuses_a_batch_not_divisible_by_splits():
     with pytest.raises(ValueError, match="multiple"):
         SplitBatchNorm2d(3, num_splits=4)(torch.randn(6, 3, 2, 2))
+    with pytest.raises(ValueError, match="one value per channel"):  # BatchNorm2d's own rule, per sub-batch
+        SplitBatchNorm2d(3, num_splits=4)(torch.randn(4, 3, 1, 1))
 
 
 def test_mlp_head_uses_moco_key_names():

@@ -1,7 +1,5 @@
-"""`fastinv profile {loader,train,eval}`, the stage timers, and benchmarks/gpu_check.py --quick."""
+"""`fastinv profile {loader,train,eval}` and the stage timers."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,6 @@ from fastinv.cli import OneLineParser, main
 from fastinv.commands import profile
 from fastinv.profiling import ProfileReport, StageTimer, format_table
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN_STAGES = {"data_wait", "h2d", "forward_query", "momentum_update", "forward_keys_loss", "backward", "optimizer",
                 "enqueue"}
 
@@ -86,6 +83,7 @@ def test_profile_train_table_and_json(tiny_world, tmp_path, capsys):
     _assert_positive(result, TRAIN_STAGES | {"train_step"})
     assert all(result["stages"][name]["calls"] == 2 for name in TRAIN_STAGES)
     assert result["settings"]["arch"] == "resnet10x0.25" and result["settings"]["channels_last"] is False
+    assert result["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # --device auto
     assert abs(sum(result["stages"][n]["share"] for n in TRAIN_STAGES) - 1.0) < 1e-9
 
 
@@ -139,20 +137,3 @@ def test_unknown_mode_or_flag_exits_2_with_one_line(capsys):
             main(argv)
         assert exc.value.code == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
-
-
-@pytest.mark.slow
-def test_gpu_check_quick_skips_gpu_checks_without_cuda(tiny_world, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("this test covers the CPU-only path")
-    out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--quick", "--json", str(out),
-                           "--data", str(tiny_world / "trainset")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    checks = {c["name"]: c for c in json.loads(out.read_text())["checks"]}
-    assert checks["cpu_baseline"]["status"] == "PASS"
-    assert all(v > 0 for v in checks["cpu_baseline"]["figures"].values())
-    gpu = [c for name, c in checks.items() if name != "cpu_baseline"]
-    assert len(gpu) == 8 and all(c["status"] == "SKIP" and c["detail"] for c in gpu)
-    assert "| faiss_gpu_knn" in done.stdout

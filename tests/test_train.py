@@ -1,5 +1,6 @@
 """MoCo-v2 trainer: schedule, config checks, MoCo parts, the AMP step, exact resume, NaN stop."""
 import math
+import os
 import shutil
 from dataclasses import replace
 
@@ -48,7 +49,8 @@ def test_cosine_schedule_warms_up_then_decays_to_final():
     ({"moco": MoCoConfig(K=384, symmetric=True)}, 1, "x 2 views"),
     ({"model": ModelConfig(bn="shuffle")}, 1, "split"),
     ({"model": ModelConfig(bn="split", bn_splits=5)}, 1, "bn-splits"),
-    ({"model": ModelConfig(bn="sync")}, 2, "CUDA"),
+    ({"model": ModelConfig(bn="sync"), "run": RunConfig(out="-", device="cpu")}, 2, "CUDA"),
+    ({"run": RunConfig(out="-", device="tpu")}, 1, "unknown device"),
     ({"moco": MoCoConfig(K=256, m=1.0)}, 1, "momentum"),
     ({}, 3, "divisible"),
 ])
@@ -202,11 +204,20 @@ def test_resumed_run_ends_with_the_same_weights(tiny_world, tmp_path):
     torch.testing.assert_close(backbone.conv1.weight, a["model"]["encoder_q.conv1.weight"])
 
 
+def _kernel_flags() -> tuple:
+    cudnn = torch.backends.cudnn
+    return (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark,
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+
+
 def test_resume_with_other_settings_is_refused(tiny_world, tmp_path):
-    train(tiny_config(tiny_world / "trainset", tmp_path, max_steps=1))
+    before = _kernel_flags()
+    train(tiny_config(tiny_world / "trainset", tmp_path, max_steps=1))  # a --deterministic run
+    assert _kernel_flags() == before
     other = tiny_config(tiny_world / "trainset", tmp_path)
     with pytest.raises(UsageError, match="model.arch"):
         train(replace(other, model=replace(other.model, arch="resnet10x0.5")))
+    assert _kernel_flags() == before
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_world, tmp_path):

@@ -28,6 +28,7 @@ def test_pretrain_runs_then_resumes_from_its_folder(tiny_world, tmp_path, capsys
     (["--arch", "vgg16"], "unknown architecture"),
     (["--bn", "shuffle"], "needs several processes"),
     (["--recipe", "/no/recipe.yaml"], "recipe"),
+    (["--device", "tpu"], "unknown device"),
 ])
 def test_bad_values_are_one_line_errors_with_exit_2(flags, message, tiny_world, tmp_path, capsys):
     args = ["pretrain", "--data", str(tiny_world / "trainset"), "--out", str(tmp_path / "o"), *TINY, *flags]

@@ -3,6 +3,7 @@ import argparse
 import json
 import os
 
+from fastinv.devices import DEVICE_CHOICES
 from fastinv.paths import existing_dir
 from fastinv.train.config import AMP_MODES, BN_MODES, LOADERS, QUEUE_INITS, DataConfig, ModelConfig, MoCoConfig, \
     OptimConfig, RunConfig, TrainConfig
@@ -66,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "backbone.safetensors; a run there is resumed automatically")
     run.add_argument("--resume", default=None, help="resume from this checkpoint file (default: OUT/checkpoint.pt "
                      "when present)")
-    run.add_argument("--device", default=r.device, help="cpu, cuda or cuda:N (torchrun: cuda = cuda:LOCAL_RANK)")
+    run.add_argument("--device", default=r.device, help=f"{DEVICE_CHOICES}; under torchrun cuda (and auto on a "
+                     "CUDA machine) means cuda:LOCAL_RANK")
     run.add_argument("--amp", choices=AMP_MODES, default=r.amp, help="autocast precision; bf16 is fastest on recent "
                      "GPUs, fp16 uses a GradScaler, none is fp32; auto = bf16 on CUDA, none on CPU")
     run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=r.channels_last,
@@ -90,8 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--max-steps", type=int, default=None, help="stop after this many global steps (checkpoint "
                      "written; rerun to continue); for time-boxed jobs")
-    run.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower); resumed runs "
-                     "then match uninterrupted ones bit for bit on the same machine")
+    run.add_argument("--deterministic", action="store_true", help="deterministic kernels, slower: torch's "
+                     "deterministic algorithms, cuDNN without autotuning, CUBLAS_WORKSPACE_CONFIG=:4096:8 (all "
+                     "restored after the run); resumed runs then match uninterrupted ones bit for bit on the same "
+                     "machine. Without it, CUDA runs let cuDNN autotune its kernels")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastinv.devices import DEVICE_CHOICES, kernel_settings, parse_device
 from fastinv.errors import DataError, UsageError
 from fastinv.profiling import ProfileReport, StageRow, StageTimer, format_table, synchronize, time_call, write_json
 from fastinv.train.config import LOADERS
@@ -79,7 +80,8 @@ def _add_loader(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="decode workers (processes for torch, threads "
                         "for dali/ffcv); use about one per free CPU core")
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch (each gives two views)")
-    parser.add_argument("--device", default="cpu", help="where the views end up, e.g. cpu or cuda:0")
+    parser.add_argument("--device", default="auto", help=f"where decode and augmentation run and the views end "
+                        f"up: {DEVICE_CHOICES}")
     parser.add_argument("--image-size", type=int, default=224, help="output side in pixels")
     parser.add_argument("--batches", type=int, default=10, help="timed batches (after the warm-up)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle and augmentation draws")
@@ -105,7 +107,7 @@ def _add_eval(parser: argparse.ArgumentParser) -> None:
                         "`fastinv eval --model` reads), or 'random' for a seeded random init")
     parser.add_argument("--arch", default=None, help="backbone architecture; default: what the checkpoint "
                         "records, else resnet18")
-    parser.add_argument("--device", default="cpu", help="torch device for features and solvers, e.g. cpu, cuda:0")
+    parser.add_argument("--device", default="auto", help=f"device of the features and solvers: {DEVICE_CHOICES}")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast dtype of the "
                         "forward pass")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory for the forward pass")
@@ -135,18 +137,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(f"wrote {write_json(report, args.json)}")
     return 0
-
-
-def parse_device(text: str):
-    """The torch.device `text` names; UsageError if unknown or if CUDA is asked for but absent."""
-    import torch
-    try:
-        device = torch.device(text)
-    except (RuntimeError, TypeError):
-        raise UsageError(f"--device {text!r}: unknown device; use e.g. cpu or cuda:0") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {text}: CUDA is not available here; use --device cpu")
-    return device
 
 
 # -- loader ------------------------------------------------------------------------------------
@@ -290,23 +280,13 @@ def _endless(loader):
         epoch += 1
 
 
-def _profile_train(args: argparse.Namespace) -> ProfileReport:
+def _time_train(cfg, args: argparse.Namespace, device):
+    """(engine, seconds of the real steps, the replica's stage timer) after the warm-up."""
     import torch
-    from fastinv.commands.pretrain import config_from_args
-    from fastinv.models import parse_arch
-    from fastinv.paths import existing_dir
     from fastinv.train.data import build_pretrain_loader
     from fastinv.train.distributed import DistInfo
     from fastinv.train.step import build_engine, train_step
 
-    if args.steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    cfg = config_from_args(args)
-    cfg.validate(1)
-    parse_arch(cfg.model.arch)
-    if not args.data.endswith(".beton"):
-        existing_dir(args.data)
-    device = parse_device(cfg.run.device)
     dist = DistInfo(0, 1, 0, device)
     loader = build_pretrain_loader(cfg, dist)
     if len(loader) == 0:
@@ -315,7 +295,6 @@ def _profile_train(args: argparse.Namespace) -> ProfileReport:
     fmt = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
     batches = _endless(loader)
     timer = StageTimer(device)
-    step = 0
 
     def next_views() -> tuple[torch.Tensor, torch.Tensor]:
         begin = time.perf_counter()
@@ -335,6 +314,24 @@ def _profile_train(args: argparse.Namespace) -> ProfileReport:
     timer.reset()
     for step in range(args.warmup + args.steps, args.warmup + 2 * args.steps):
         instrumented_step(engine, *next_views(), step, timer)
+    return engine, end_to_end, timer
+
+
+def _profile_train(args: argparse.Namespace) -> ProfileReport:
+    from fastinv.commands.pretrain import config_from_args
+    from fastinv.models import parse_arch
+    from fastinv.paths import existing_dir
+
+    if args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    cfg = config_from_args(args)
+    cfg.validate(1)
+    parse_arch(cfg.model.arch)
+    if not args.data.endswith(".beton"):
+        existing_dir(args.data)
+    device = parse_device(cfg.run.device)
+    with kernel_settings(device, cfg.run.deterministic):  # the settings a training run has
+        engine, end_to_end, timer = _time_train(cfg, args, device)
     settings = {"arch": cfg.model.arch, "loader": cfg.data.loader, "recipe": cfg.data.recipe,
                 "image_size": cfg.data.image_size, "batch_size": cfg.data.batch_size, "workers": cfg.data.workers,
                 "amp": str(engine.amp_dtype).replace("torch.", "") if engine.amp_dtype else "none",

@@ -6,6 +6,7 @@ dataclass; `TrainConfig` bundles them and checks the rules that involve several 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fastinv.devices import parse_device
 from fastinv.errors import UsageError
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -75,11 +76,13 @@ class OptimConfig:
 class RunConfig:
     """Where and how the job runs: device, precision, checkpoints and monitoring.
 
+    device is read by fastinv.devices.parse_device ('auto': CUDA when present, else the CPU);
     ckpt_every / log_every are in steps, knn_every in epochs (0 = off); max_steps stops the run
-    early after that many global steps (a checkpoint is written), e.g. for time-boxed jobs."""
+    early after that many global steps (a checkpoint is written), e.g. for time-boxed jobs;
+    deterministic runs with deterministic kernels (fastinv.devices.kernel_settings)."""
 
     out: str
-    device: str = "cpu"
+    device: str = "auto"
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
@@ -136,11 +139,12 @@ class TrainConfig:
             raise UsageError(f"--queue-size K={q.K} must be a multiple of the keys enqueued per step ({per_step} = "
                              f"global batch{' x 2 views (symmetric)' if q.symmetric else ''}); e.g. "
                              f"{max(per_step, q.K // per_step * per_step)}")
+        device = parse_device(r.device)
         bn = self.bn_mode(world_size)
         if bn == "shuffle" and world_size == 1:
             raise UsageError("--bn shuffle needs several processes (launch with torchrun); on one device use "
                              "--bn split, which keeps a query and its key in different BN sub-batches")
-        if bn == "sync" and world_size > 1 and not r.device.startswith("cuda"):
+        if bn == "sync" and world_size > 1 and device.type != "cuda":
             raise UsageError("--bn sync needs CUDA devices (torch SyncBatchNorm); on CPU use --bn shuffle")
         if bn == "split" and (d.batch_size // world_size) % m.bn_splits:
             raise UsageError(f"--bn split: the per-process batch {d.batch_size // world_size} must be a multiple "

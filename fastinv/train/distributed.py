@@ -6,7 +6,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from fastinv.errors import UsageError
+from fastinv.devices import parse_device
 
 
 @dataclass(frozen=True)
@@ -27,16 +27,13 @@ class DistInfo:
 def init_distributed(device: str) -> DistInfo:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR/PORT) with NCCL on CUDA and gloo otherwise; a single process needs no group.
-    device 'cuda' picks cuda:LOCAL_RANK."""
+    `device` is read by fastinv.devices.parse_device: 'auto' or 'cuda' picks cuda:LOCAL_RANK on a
+    CUDA machine."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    target = torch.device(device)
+    target = parse_device(device)
     if target.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu")
-        if target.index is None:
-            target = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(target)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if target.type == "cuda" else "gloo"

@@ -11,6 +11,7 @@ from torch import nn
 
 from fastinv.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint, remove_partial_writes, rng_state, \
     save_checkpoint, set_rng_state
+from fastinv.devices import kernel_settings
 from fastinv.errors import DataError, UsageError
 from fastinv.kernels import knn_classify, knn_leave_one_out
 from fastinv.log import get_logger
@@ -42,11 +43,13 @@ class TrainSummary:
 
 def train(cfg: TrainConfig) -> TrainSummary:
     """Pre-train MoCo-v2 as configured; resumes from cfg.run.resume or out/checkpoint.pt.
-    Under torchrun every process calls this; rank 0 writes the files."""
+    Under torchrun every process calls this; rank 0 writes the files. The kernel settings of the
+    run (deterministic algorithms, cuDNN autotuning) hold only while it runs."""
     joined_here = not torch.distributed.is_initialized()
     dist = init_distributed(cfg.run.device)
     try:
-        return _train(cfg, dist)
+        with kernel_settings(dist.device, cfg.run.deterministic):
+            return _train(cfg, dist)
     finally:
         if joined_here:
             shutdown_distributed()
@@ -56,8 +59,6 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainSummary:
     # -- processes and settings ----------------------------------------------------------------
     cfg.validate(dist.world_size)
     out = writable_dir(cfg.run.out)
-    if cfg.run.deterministic:
-        torch.use_deterministic_algorithms(True)
 
     # -- data ----------------------------------------------------------------------------------
     loader = build_pretrain_loader(cfg, dist)
