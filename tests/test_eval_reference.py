@@ -1,5 +1,5 @@
 """Reference statistics from a folder of images (streamed), the three-recipe significance test, and
-the eval flags that choose them."""
+the eval flags that choose them (and the device)."""
 import shutil
 import subprocess
 import sys
@@ -118,6 +118,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     (["--reference", "/no/such/folder"], "--reference /no/such/folder: does not exist"),
     (["--compare", "random,ghost"], "--compare random,ghost: unknown model(s) ghost"),
     (["--compare", "random"], "name two or more models"),
+    (["--device", "tpu"], "--device 'tpu': unknown device"),
 ])
 def test_reference_and_compare_flags_give_one_line_errors(tmp_path: Path, args: list[str], needle: str) -> None:
     result = _cli("--model", "random", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *args)

@@ -4,6 +4,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from fastinv.devices import parse_device
 from fastinv.errors import DataError, UsageError
 from fastinv.eval.config import EVAL_PRESETS, SUITE_NAMES
 from fastinv.eval.modelspec import parse_fusion, parse_model
@@ -58,7 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=None, help="cross-validation folds of the probes (default 5)")
     parser.add_argument("--fusion-shift", type=float, default=None,
                         help="decades the probe grid shifts per model added to a fusion (paper text: 1)")
-    parser.add_argument("--device", default="cpu", help="torch device for features and solvers, e.g. cpu, cuda, cuda:1")
+    parser.add_argument("--device", default="auto", help="torch device for features and solvers: auto (CUDA when "
+                        "present, else the CPU), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--solver-backend", choices=["torch", "cuml"], default="torch",
+                        help="probes and kernel ridge: torch (batched grids on --device) or cuml (one cuML fit per grid "
+                        "value, a cross-check on a GPU; the 'gpu' extra)")
+    parser.add_argument("--knn-backend", choices=["torch", "faiss"], default="torch",
+                        help="kNN search: torch (chunked matmul + top-k on --device) or faiss (faiss-gpu on CUDA, "
+                        "faiss-cpu otherwise)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 128)")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
                         help="autocast dtype of the forward pass; 'none' keeps float32 features")
@@ -85,7 +93,8 @@ def _config(args: argparse.Namespace):
     }
     if args.folds is not None and args.folds < 2:
         raise UsageError(f"--folds must be at least 2, got {args.folds}")
-    return replace(EVAL_PRESETS[_preset(args)], device=args.device, compare=_compare(args), amp=args.amp, seed=args.seed,
+    return replace(EVAL_PRESETS[_preset(args)], device=str(parse_device(args.device)), compare=_compare(args),
+                   solver_backend=args.solver_backend, knn_backend=args.knn_backend, amp=args.amp, seed=args.seed,
                    channels_last=not args.no_channels_last, cache_dir=Path(args.cache_dir),
                    progress=not args.no_progress, **{k: v for k, v in overrides.items() if v is not None})
 

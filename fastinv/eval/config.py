@@ -40,6 +40,8 @@ class EvalConfig:
     knn_temperature: float = 0.07
     delta: float = 0.05
     compare: tuple[str, ...] | None = None
+    solver_backend: str = "torch"
+    knn_backend: str = "torch"
     seed: int = 0
     device: str = "cpu"
     batch_size: int = 128

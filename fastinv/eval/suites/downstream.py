@@ -45,7 +45,7 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
             grid = wd if task.task == "classification" else 1.0 / wd
             result = linear_probe(train_x, task.train.targets, task=task.task, grid=grid, folds=config.folds,
                                   seed=config.seed, metric=task.metric, test_features=test_x,
-                                  test_targets=task.test.targets)
+                                  test_targets=task.test.targets, backend=config.solver_backend)
             cv[model][task.name] = float(result.cv_mean[result.best_index])
             std[model][task.name] = float(result.cv_std[result.best_index])
             test[model][task.name] = float(result.test_score)

@@ -51,7 +51,8 @@ def _table(ctx: EvalContext, data: EvalData, task: Task) -> Table:
         test_x = ctx.features(model, task.test.images, dataset=data.dataset_key(task.name, f"test:{task.test.name}"),
                               view=config.clean_view)
         result = kernel_ridge_cv(train_x, task.train.targets, alphas=alphas, gammas=gammas, folds=config.folds,
-                                 seed=config.seed, test_features=test_x, test_targets=task.test.targets)
+                                 seed=config.seed, test_features=test_x, test_targets=task.test.targets,
+                                 backend=config.solver_backend)
         rows[model] = dict(zip(names, (float(v) for v in result.test_r2_per_output)))
         chosen[model] = chosen_pairs(names, result)
         if model in ctx.extractors:

@@ -39,7 +39,7 @@ def _task_table(ctx: EvalContext, data: EvalData) -> Table:
             train_x = ctx.features(model, task.train.images, dataset=data.dataset_key(task.name, "train"), view=config.clean_view)
             test_x = ctx.features(model, task.test.images, dataset=data.dataset_key(task.name, "test"), view=config.clean_view)
             result = knn_classify(train_x, task.train.targets, test_x, task.test.targets, k=config.knn_k,
-                                  temperature=config.knn_temperature)
+                                  temperature=config.knn_temperature, backend=config.knn_backend)
             rows[model][task.name] = float(result.top1)
             if model in ctx.extractors:
                 ctx.advance(f"{NAME} {model} {task.name}")
@@ -58,7 +58,8 @@ def _group_table(ctx: EvalContext, data: EvalData) -> Table:
         for model in ctx.models:
             features = ctx.features(model, group_set.images, dataset=data.dataset_key(group_set.name, "all"),
                                     view=config.clean_view)
-            result = knn_leave_one_out(features, group_set.groups, k=config.knn_k, temperature=config.knn_temperature)
+            result = knn_leave_one_out(features, group_set.groups, k=config.knn_k, temperature=config.knn_temperature,
+                                       backend=config.knn_backend)
             rows[model][group_set.name] = float(result.top1)
             hits[model] = (result.predictions == np.asarray(group_set.groups)).astype(np.float64)
             if model in ctx.extractors:
