@@ -3,6 +3,11 @@ MoCo-v2 reference (ImageFolder + PIL transforms + TwoCropsTransform in a DataLoa
 same number of CPU workers, on ImageNet-sized JPEGs (about 500x375, q90) written to a temp folder.
 
     python benchmarks/loader.py --images 512 --workers 2 --batch-size 64
+
+With --strategies it instead times the torch backend's two augmentation strategies (per image,
+batched) on one decoded batch on --device, and on CUDA counts the kernels each launches:
+
+    python benchmarks/loader.py --strategies --device cuda --batch-size 256
 """
 import argparse
 import tempfile
@@ -67,6 +72,41 @@ def time_loader(loader, warmup: int) -> float:
     return images / (time.perf_counter() - start)
 
 
+def time_strategies(root: Path, device: torch.device, batch_size: int, size: int, batches: int = 3
+                    ) -> list[tuple[str, float, int | None]]:
+    """(strategy, ms per batch of two Default-recipe views, CUDA kernels per batch or None) of the
+    torch backend's per-image and batched augmentation on `device`, decode excluded."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from fastinv.pipelines import get_recipe, scan_image_folder
+    from fastinv.pipelines.augment import draw_views, image_sizes, render_views
+    from fastinv.pipelines.decode import decode_many, read_bytes
+    from fastinv.pipelines.sampler import batch_generator
+    paths = scan_image_folder(root)[0][:batch_size]
+    images = [img for img in decode_many([read_bytes(p) for p in paths], paths, device)[0] if img is not None]
+    recipe, sync = get_recipe("default"), (torch.cuda.synchronize if device.type == "cuda" else lambda: None)
+    rows = []
+    for name, batched in (("per image", False), ("batched", True)):
+        def batch(b: int) -> None:
+            plan = draw_views(recipe, image_sizes(images), size, batch_generator(0, 0, 0, b), device, batched)
+            render_views(images, plan)
+        batch(0)
+        sync()
+        start = time.perf_counter()
+        for b in range(1, batches + 1):
+            batch(b)
+        sync()
+        ms = 1000 * (time.perf_counter() - start) / batches
+        kernels = None
+        if device.type == "cuda":
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                batch(batches + 1)
+                sync()
+            kernels = sum(1 for event in prof.events() if event.device_type.name == "CUDA")
+        rows.append((name, ms, kernels))
+    return rows
+
+
 def main() -> None:
     """Write the images, time every backend and the reference, print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,7 +116,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="output side in pixels")
     parser.add_argument("--warmup", type=int, default=1, help="untimed batches per loader")
     parser.add_argument("--backends", default="torch,dali,ffcv", help="comma-separated fastinv backends to try")
+    parser.add_argument("--strategies", action="store_true", help="time the torch backend's two augmentation "
+                        "strategies on --device instead of the loaders")
+    parser.add_argument("--device", default="cpu", help="device for --strategies, e.g. cpu or cuda")
     args = parser.parse_args()
+    if args.strategies:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_jpegs(Path(tmp), args.batch_size)
+            rows = time_strategies(Path(tmp), torch.device(args.device), args.batch_size, args.size)
+        print(f"two Default-recipe views of {args.batch_size} decoded 500x375 JPEGs at {args.size} px on {args.device}")
+        print(f"| {'strategy':<10} | {'ms / batch':>10} | {'kernels / batch':>15} |")
+        print(f"|{'-' * 12}|{'-' * 12}|{'-' * 17}|")
+        for name, ms, kernels in rows:
+            print(f"| {name:<10} | {ms:10.1f} | {'-' if kernels is None else kernels:>15} |")
+        return
     from fastinv.errors import MissingExtraError
     from fastinv.pipelines import LoaderConfig, build_two_view_loader
     with tempfile.TemporaryDirectory() as tmp:

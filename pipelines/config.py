@@ -11,6 +11,7 @@ from fastinv.pipelines.recipes import Recipe
 
 BACKENDS = ("torch", "dali", "ffcv")
 OUTPUTS = ("float", "uint8")
+DECODE_SITES = ("auto", "workers", "main")
 _log = get_logger(__name__)
 
 
@@ -31,6 +32,11 @@ class LoaderConfig:
     recipe: a preset name ("default", "spatial", "appearance"), a Recipe, or a .yaml/.json path.
     output: "float" (float32, normalised by the recipe) or "uint8" (0-255, not normalised).
     workers: decode processes (0 = in the calling process); results do not depend on it.
+    decode_in (torch backend): where images are decoded and augmented. "workers": the worker
+    processes, on the CPU, send finished uint8 views (the calling process only moves them to
+    `device`); "main": the workers only read files and send their bytes, and the calling process
+    decodes (batched nvJPEG on CUDA) and augments on `device`; "auto": "workers" when `device`
+    is the CPU, "main" on an accelerator. On the CPU both give the same batches.
     """
 
     root: str | Path
@@ -47,6 +53,7 @@ class LoaderConfig:
     shuffle: bool = True
     output: str = "float"
     channels_last: bool = True
+    decode_in: str = "auto"
 
     def validate(self) -> None:
         """Raise UsageError saying how to fix the first bad setting."""
@@ -54,6 +61,8 @@ class LoaderConfig:
             raise UsageError(f"unknown loader backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
         if self.output not in OUTPUTS:
             raise UsageError(f"unknown loader output {self.output!r}; valid: {', '.join(OUTPUTS)}")
+        if self.decode_in not in DECODE_SITES:
+            raise UsageError(f"unknown loader decode_in {self.decode_in!r}; valid: {', '.join(DECODE_SITES)}")
         for key, low in (("image_size", 1), ("batch_size", 1), ("workers", 0), ("world_size", 1), ("rank", 0)):
             value = getattr(self, key)
             if not isinstance(value, int) or value < low:
@@ -64,6 +73,12 @@ class LoaderConfig:
             torch.device(self.device)
         except (RuntimeError, TypeError):
             raise UsageError(f"unknown device {self.device!r}; use e.g. 'cpu' or 'cuda:0'") from None
+
+    def decodes_in_workers(self) -> bool:
+        """Whether the torch backend's workers decode and augment (see `decode_in`)."""
+        if self.decode_in == "auto":
+            return torch.device(self.device).type == "cpu"
+        return self.decode_in == "workers"
 
 
 class TwoViewLoaderBase:

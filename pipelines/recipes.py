@@ -10,6 +10,12 @@ Rules a recipe must follow (checked by `Recipe.__post_init__`):
 - at most one `horizontal_flip` (position free: the colour ops commute with a flip);
 - `color_jitter`, `grayscale`, `gaussian_blur` run in the listed order, each at most once;
 - at most one `normalize`, last; float output without it is just scaled to [0, 1].
+
+Colour ops run on the output-size image, after the crop. Blur sigmas are therefore in output
+pixels after a `random_resized_crop` (as in the reference, which crops first), but in source
+pixels when the recipe resizes the whole image (`resize_center_crop`, or no crop op): the
+reference Appearance recipe blurs the full-resolution image and only then resizes, so the drawn
+sigma is scaled by output size / the image's shorter side (SPEC 1; `augment.sample_params`).
 """
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -116,10 +122,12 @@ class Grayscale:
 
 @dataclass(frozen=True)
 class GaussianBlur:
-    """With probability `p`, blur with sigma ~ U[sigma] pixels of the output image.
+    """With probability `p`, blur with sigma ~ U[sigma] pixels: of the output image after a
+    random_resized_crop, of the source image otherwise (see the module docstring).
 
     Kernel size follows the SimCLR / MoCo-v2 GPU convention: `kernel_fraction` (10%) of the
-    output side, rounded to the nearest odd integer >= 3 (23 px at 224, 7 at 64)."""
+    output side, rounded to the nearest odd integer >= 3 (23 px at 224, 7 at 64); the torch
+    backend leaves out taps beyond 4 sigma, which weigh under e^-8 of the centre tap."""
 
     sigma: tuple[float, float] = (0.1, 2.0)
     p: float = 0.5

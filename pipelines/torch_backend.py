@@ -1,47 +1,82 @@
 """The torch backend: torchvision.io decode, then batched per-image augmentation on the device.
 
-On the CPU, worker processes each build whole batches (read, decode, crop, colour ops) and hand
-back uint8 views; on an accelerator the workers only read the bytes and the calling process
-decodes (batched nvJPEG on CUDA) and augments on the device. Either way the draws of batch b
-come from `batch_generator(seed, epoch, rank, b)`, so the batches do not depend on the number
-of workers and a resumed run sees the same batches. A batch holding undecodable files is
-shortened (those images are dropped and reported), never refilled; an all-bad batch is skipped.
+Where a batch is decoded and augmented follows `LoaderConfig.decode_in`. With "workers" (the
+default on the CPU) each worker process builds whole batches (read, decode, crop, colour ops) and
+hands back both uint8 views in one buffer. With "main" (the default on an accelerator) the
+workers only read the files and hand back the batch's bytes in one buffer with offsets; the
+calling process decodes them (batched nvJPEG on CUDA) and augments on the device, never waiting
+for it (see `augment`). Either way a worker sends one shared-memory buffer per batch, never a
+tensor per image, so batches of any size stay far below the open-file limit.
+
+On CUDA the calling process prepares the next batch on a side stream while the caller's
+training step runs on its own stream: the hand-off makes the caller's stream wait for the
+batch's kernels and marks its tensors as used there, so the time the caller waits for a batch
+is the loader's, not the step's.
+
+The draws of batch b always come from `batch_generator(seed, epoch, rank, b)`, so the batches do
+not depend on the number of workers or, on the CPU, on `decode_in`, and a resumed run sees the
+same batches. A batch holding undecodable files is shortened (those images are dropped and
+reported), never refilled; an all-bad batch is skipped.
 """
-from dataclasses import dataclass
-from typing import Iterator
+import ctypes
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fastinv.errors import DataError
-from fastinv.pipelines.augment import augment_view, image_sizes, sample_params, to_float
+from fastinv.pipelines.augment import draw_views, image_sizes, render_views, to_device, to_float
 from fastinv.pipelines.config import LoaderConfig, TwoViewBatch, TwoViewLoaderBase
-from fastinv.pipelines.decode import decode_many, read_bytes
+from fastinv.pipelines.decode import decode_many, pack_bytes, read_file, unpack_bytes
 from fastinv.pipelines.recipes import Recipe
 from fastinv.pipelines.sampler import ShardedBatches, batch_generator
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_KEEP_BLOCKS = 32 << 20  # the most glibc lets the mmap threshold rise to on 64-bit systems
 
 
 @dataclass
 class _Fetched:
-    """What a worker hands back for batch b: uint8 views (CPU decode) or encoded bytes."""
+    """What a worker hands back for batch b: labels and dataset indices of the images kept, the
+    files skipped, and either both uint8 views in one buffer (2, N, 3, S, S) or the files' bytes
+    in one buffer with their (N + 1,) offsets."""
 
     batch: int
-    labels: torch.Tensor
-    indices: torch.Tensor
+    labels: np.ndarray
+    indices: np.ndarray
     skipped: list[tuple[str, str]]
-    views: tuple[torch.Tensor, torch.Tensor] | None = None
-    encoded: list[torch.Tensor] | None = None
+    views: torch.Tensor | None = None
+    encoded: torch.Tensor | None = None
+    offsets: np.ndarray | None = None
     paths: list[str] | None = None
 
+    def pin_memory(self) -> "_Fetched":
+        """The same batch with its views in page-locked memory (called by the DataLoader's pin thread)."""
+        return self if self.views is None else replace(self, views=self.views.pin_memory())
 
-def two_views(images: list[torch.Tensor], recipe: Recipe, size: int, gen: torch.Generator
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independently augmented uint8 views of decoded images, drawn from `gen` (view 1 first)."""
-    sizes = image_sizes(images)
-    p1 = sample_params(recipe, sizes, gen)
-    p2 = sample_params(recipe, sizes, gen)
-    return augment_view(images, recipe, p1, size), augment_view(images, recipe, p2, size)
+
+def two_views(images: list[torch.Tensor], recipe: Recipe, size: int, gen: torch.Generator,
+              batched: bool | None = None) -> torch.Tensor:
+    """Two independently augmented uint8 views (2, N, 3, size, size) of decoded images, drawn from
+    `gen` (view 1 first), on the images' device; `batched` as in `augment.plan_views`."""
+    plan = draw_views(recipe, image_sizes(images), size, gen, images[0].device, batched)
+    return render_views(images, plan)
+
+
+def _keep_freed_memory(_worker: int = 0) -> None:
+    """Let this worker process keep freed blocks of up to 32 MiB for reuse (glibc only).
+
+    By default glibc hands every freed block of more than a few hundred KiB back to the system,
+    so each new image-sized tensor is zero-filled page by page again; that made the colour ops
+    2-6x slower than the arithmetic. Elsewhere (other C libraries) this does nothing."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BLOCKS)
+        libc.mallopt(_M_TRIM_THRESHOLD, 4 * _KEEP_BLOCKS)
+    except (OSError, AttributeError):
+        pass
 
 
 class _BatchSource(Dataset):
@@ -58,25 +93,24 @@ class _BatchSource(Dataset):
     def __getitem__(self, b: int) -> _Fetched:
         indices = self.batches.batch(self.epoch, b)
         paths = [self.paths[i] for i in indices]
-        encoded, skipped, keep = [], [], []
+        chunks, skipped, keep = [], [], []
         for k, path in enumerate(paths):
             try:
-                encoded.append(read_bytes(path))
+                chunks.append(read_file(path))
                 keep.append(k)
             except DataError as exc:
                 skipped.append((path, str(exc)))
+        indices, paths = indices[keep], [paths[k] for k in keep]
+        encoded, offsets = pack_bytes(chunks)
         if not self.decode_here:
-            return _Fetched(b, torch.from_numpy(self.labels[indices[keep]]), torch.from_numpy(indices[keep]),
-                            skipped, encoded=encoded, paths=[paths[k] for k in keep])
-        images, bad = decode_many(encoded, [paths[k] for k in keep], torch.device("cpu"))
-        keep = [k for k, img in zip(keep, images) if img is not None]
-        images = [img for img in images if img is not None]
+            return _Fetched(b, self.labels[indices], indices, skipped, encoded=encoded, offsets=offsets, paths=paths)
+        images, bad = decode_many(unpack_bytes(encoded, offsets), paths, torch.device("cpu"))
+        good = [k for k, img in enumerate(images) if img is not None]
         views = None
-        if images:
+        if good:
             gen = batch_generator(self.batches.seed, self.epoch, self.batches.rank, b)
-            views = two_views(images, self.recipe, self.size, gen)
-        return _Fetched(b, torch.from_numpy(self.labels[indices[keep]]), torch.from_numpy(indices[keep]),
-                        skipped + bad, views=views)
+            views = two_views([images[k] for k in good], self.recipe, self.size, gen)
+        return _Fetched(b, self.labels[indices[good]], indices[good], skipped + bad, views=views)
 
 
 class TorchTwoViewLoader(TwoViewLoaderBase):
@@ -93,39 +127,66 @@ class TorchTwoViewLoader(TwoViewLoaderBase):
         """Batches per epoch on this rank."""
         return len(self.batches)
 
-    def _fetches(self, start: int) -> Iterator[_Fetched]:
+    def _fetches(self, start: int) -> Iterable[_Fetched]:
         source = _BatchSource(self.paths, self.labels, self.batches, self.epoch, self.recipe,
-                              self.cfg.image_size, decode_here=self.device.type == "cpu")
+                              self.cfg.image_size, decode_here=self.cfg.decodes_in_workers())
         numbers = range(start, len(self))
         if self.cfg.workers == 0:
             return map(source.__getitem__, numbers)
-        return iter(DataLoader(source, batch_size=None, sampler=numbers, num_workers=self.cfg.workers,
-                               prefetch_factor=2, pin_memory=self.device.type == "cuda"))
+        return DataLoader(source, batch_size=None, sampler=numbers, num_workers=self.cfg.workers,
+                          prefetch_factor=2, pin_memory=self.device.type == "cuda",
+                          worker_init_fn=_keep_freed_memory)
 
     def _finish(self, fetched: _Fetched) -> TwoViewBatch | None:
-        skipped, labels, indices = list(fetched.skipped), fetched.labels, fetched.indices
-        views = fetched.views
-        if fetched.encoded is not None:  # decode and augment on the device
-            images, bad = decode_many(fetched.encoded, fetched.paths, self.device)
+        skipped, labels, indices, views = list(fetched.skipped), fetched.labels, fetched.indices, fetched.views
+        if fetched.encoded is not None:  # decode and augment here, on the device
+            images, bad = decode_many(unpack_bytes(fetched.encoded, fetched.offsets), fetched.paths, self.device)
             skipped += bad
-            ok = torch.tensor([img is not None for img in images], dtype=torch.bool)
-            labels, indices = labels[ok], indices[ok]
-            images = [img for img in images if img is not None]
-            gen = batch_generator(self.cfg.seed, self.epoch, self.cfg.rank, fetched.batch)
-            views = two_views(images, self.recipe, self.cfg.image_size, gen) if images else None
+            good = [k for k, img in enumerate(images) if img is not None]
+            labels, indices = labels[good], indices[good]
+            if good:
+                gen = batch_generator(self.cfg.seed, self.epoch, self.cfg.rank, fetched.batch)
+                views = two_views([images[k] for k in good], self.recipe, self.cfg.image_size, gen)
         self._record_skipped(skipped)
         if views is None:
             return None
-        v1, v2 = (v.to(self.device, non_blocking=True) for v in views)
+        v1, v2 = views.to(self.device, non_blocking=True).unbind(0)
         if self.cfg.output == "float":
             v1, v2 = (to_float(v, self.recipe.normalize, self.cfg.channels_last) for v in (v1, v2))
         elif not self.cfg.channels_last:
             v1, v2 = v1.contiguous(), v2.contiguous()
-        return TwoViewBatch(v1, v2, labels.to(self.device), indices.to(self.device))
+        labels, indices = to_device((torch.from_numpy(labels), torch.from_numpy(indices)), self.device)
+        return TwoViewBatch(v1, v2, labels, indices)
+
+    def _one_ahead(self, fetches: Iterable[_Fetched]) -> Iterator[TwoViewBatch]:
+        """CUDA: batch b + 1 is queued on a side stream before batch b is handed to the caller."""
+        stream = torch.cuda.Stream(device=self.device)
+        pending = None
+        for fetched in fetches:
+            ready = None if pending is None else self._hand_off(pending, stream)
+            with torch.cuda.stream(stream):
+                pending = self._finish(fetched)
+            if ready is not None:
+                yield ready
+        if pending is not None:
+            yield self._hand_off(pending, stream)
+
+    def _hand_off(self, batch: TwoViewBatch, stream: torch.cuda.Stream) -> TwoViewBatch:
+        """Make the caller's current stream wait for what `stream` has queued so far (this batch) and
+        keep the batch's memory from reuse until the caller's stream is done with it."""
+        consumer = torch.cuda.current_stream(self.device)
+        consumer.wait_stream(stream)
+        for tensor in batch:
+            tensor.record_stream(consumer)
+        return batch
 
     def __iter__(self) -> Iterator[TwoViewBatch]:
         """Yield this rank's batches of the current epoch, from the `start_at` batch on."""
-        for fetched in self._fetches(self._take_start()):
+        fetches = self._fetches(self._take_start())
+        if self.device.type == "cuda":
+            yield from self._one_ahead(fetches)
+            return
+        for fetched in fetches:
             batch = self._finish(fetched)
             if batch is not None:
                 yield batch

@@ -9,6 +9,7 @@ from PIL import Image
 
 from fastinv.errors import DataError
 from fastinv.pipelines import LoaderConfig, build_two_view_loader, decode_image
+from fastinv.pipelines.decode import pack_bytes, read_bytes, read_file, unpack_bytes
 
 GOOD = {"rgb.jpg", "gray.jpg", "cmyk.jpg", "png_named.jpg", "one_pixel.jpg", "large.jpg", "palette.png"}
 BAD = {"truncated.jpg", "empty.jpg", "garbage.jpg", "text.png"}
@@ -64,9 +65,11 @@ def test_undecodable_files_raise_naming_the_file(corpus, name):
         decode_image(corpus / "bad" / name)
 
 
+@pytest.mark.parametrize("decode_in", ["workers", "main"])  # the CPU transport and the accelerator one, forced
 @pytest.mark.parametrize("workers", [0, 2])
-def test_loader_skips_bad_files_and_keeps_going(corpus, caplog, workers):
-    cfg = LoaderConfig(root=corpus, batch_size=4, workers=workers, image_size=16, drop_last=False, shuffle=False)
+def test_loader_skips_bad_files_and_keeps_going(corpus, caplog, workers, decode_in):
+    cfg = LoaderConfig(root=corpus, batch_size=4, workers=workers, image_size=16, drop_last=False, shuffle=False,
+                       decode_in=decode_in)
     loader = build_two_view_loader(cfg)
     with caplog.at_level(logging.WARNING, logger="fastinv"):
         batches = list(loader)
@@ -77,6 +80,26 @@ def test_loader_skips_bad_files_and_keeps_going(corpus, caplog, workers):
     assert sum("skipping undecodable image" in r.message for r in caplog.records) == len(BAD)
     list(loader)  # a second epoch warns and counts each bad file once
     assert len(loader.skipped) == len(BAD)
+
+
+def test_a_batch_of_files_travels_as_one_buffer(corpus):
+    paths = sorted((corpus / "ok").iterdir())
+    chunks = [read_file(p) for p in paths]
+    buffer, offsets = pack_bytes(chunks)
+    assert buffer.dtype == torch.uint8 and buffer.numel() == offsets[-1] == sum(map(len, chunks))
+    views = unpack_bytes(buffer, offsets)
+    assert [v.numpy().tobytes() for v in views] == chunks
+    assert all(v.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr() for v in views)  # no copies
+    with pytest.raises(DataError, match="empty.jpg: the file is empty"):
+        read_file(corpus / "bad" / "empty.jpg")
+
+
+def test_only_whole_jpegs_are_sent_to_nvjpeg(corpus):
+    """nvJPEG may turn a truncated file into garbage; those and non-JPEGs go to the CPU decoder."""
+    from fastinv.pipelines.decode import _is_whole_jpeg
+    whole = {p.name for p in sorted((corpus / "ok").iterdir()) + sorted((corpus / "bad").iterdir())
+             if p.stat().st_size and _is_whole_jpeg(read_bytes(p))}
+    assert whole == {"rgb.jpg", "gray.jpg", "cmyk.jpg", "one_pixel.jpg", "large.jpg"}
 
 
 def test_dali_backend_skips_unreadable_headers(corpus):

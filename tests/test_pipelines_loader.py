@@ -1,6 +1,12 @@
-"""The two-view loader API: shapes, dtypes, labels, sharding, epochs, resume and worker independence."""
+"""The two-view loader API: shapes, dtypes, labels, sharding, epochs, resume, worker and transport
+independence, and staying within a low open-file limit."""
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fastinv.errors import UsageError
 from fastinv.pipelines import LoaderConfig, build_two_view_loader, scan_image_folder
@@ -42,6 +48,47 @@ def test_workers_do_not_change_the_batches(tiny_world):
     assert all(torch.equal(x.view1, y.view1) and torch.equal(x.indices, y.indices) for x, y in zip(a, b))
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_decoding_in_the_calling_process_gives_the_same_batches(tiny_world, workers):
+    """The accelerator transport (workers send bytes, the calling process decodes), forced on the CPU."""
+    here = list(build_two_view_loader(_cfg(tiny_world, workers=workers, decode_in="workers")))
+    main = list(build_two_view_loader(_cfg(tiny_world, workers=workers, decode_in="main")))
+    assert len(here) == len(main) > 0
+    for x, y in zip(here, main):
+        assert torch.equal(x.indices, y.indices) and torch.equal(x.labels, y.labels)
+        assert torch.equal(x.view1, y.view1) and torch.equal(x.view2, y.view2)
+        assert y.view1.is_contiguous(memory_format=torch.channels_last)
+
+
+_FILE_LIMIT_RUN = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+from fastinv.pipelines import LoaderConfig, build_two_view_loader
+cfg = LoaderConfig(root=sys.argv[1], batch_size=128, workers=2, image_size=16, decode_in=sys.argv[2])
+print(sum(batch.view1.shape[0] for batch in build_two_view_loader(cfg)))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decode_in", ["main", "workers"])
+def test_large_batches_stay_within_256_open_files(tmp_path, decode_in):
+    """Each worker sends one buffer per batch. Were every image its own tensor, a worker with 2
+    batches of 128 in flight would need over 256 descriptors ("Too many open files"), and the
+    loader would hang."""
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(128):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / f"c{c}" / f"{i}.jpg")
+    try:
+        run = subprocess.run([sys.executable, "-c", _FILE_LIMIT_RUN, str(tmp_path), decode_in], capture_output=True,
+                             text=True, timeout=300)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the loader hung under a 256-file limit: {(exc.stderr or b'')[-2000:]!r}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split()[-1] == "256"
+
+
 def test_epochs_reshuffle_and_resume_is_exact(tiny_world):
     loader = build_two_view_loader(_cfg(tiny_world))
     loader.set_epoch(3)
@@ -73,6 +120,7 @@ def test_ranks_split_the_epoch(tiny_world):
 @pytest.mark.parametrize("kw, message", [
     (dict(backend="jax"), "valid: torch, dali, ffcv"),
     (dict(output="half"), "valid: float, uint8"),
+    (dict(decode_in="gpu"), "valid: auto, workers, main"),
     (dict(rank=2, world_size=2), "below world_size"),
     (dict(batch_size=0), "batch_size must be an integer >= 1"),
     (dict(recipe="nope"), "valid: default, spatial, appearance"),

@@ -47,25 +47,100 @@ def test_blur_on_images_smaller_than_the_kernel():
     assert out.std() < x.std()
 
 
-def test_crop_resize_and_flip_match_torchvision():
+# crops that cover the image, sit at its far corner, upscale, are one pixel or a thin strip
+_IMAGE_SIZES = [(40, 50), (47, 47), (54, 44), (61, 41), (9, 120), (300, 200)]
+_BOXES = [(0, 0, 40, 50), (27, 30, 20, 17), (10, 2, 1, 1), (1, 1, 60, 20), (3, 0, 2, 120), (13, 40, 211, 150)]
+_FLIPS = [False, True, False, True, True, False]
+
+
+def _crop_inputs():
     g = torch.Generator().manual_seed(1)
-    imgs = [torch.randint(0, 256, (3, 40 + 7 * i, 50 - 3 * i), generator=g, dtype=torch.uint8) for i in range(4)]
-    boxes = torch.tensor([[0, 0, 40, 50], [3, 5, 20, 30], [10, 2, 1, 1], [1, 1, 30, 20]])
-    flip = torch.tensor([False, True, False, True])
-    out = ops.crop_resize(imgs, boxes, flip, 16)
-    assert out.shape == (4, 3, 16, 16) and out.dtype == torch.uint8
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    for img, (t, l, h, w), f, got in zip(imgs, boxes.tolist(), flip, out):
-        ref = F.resized_crop(img, t, l, h, w, [16, 16], antialias=True)
-        ref = ref.flip(-1) if f else ref
-        assert (got.int() - ref.int()).abs().max() <= 1
+    images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for h, w in _IMAGE_SIZES]
+    return images, torch.tensor(_BOXES), torch.tensor(_FLIPS)
 
 
-def test_both_jitter_strategies_agree():
-    from fastinv.pipelines.augment import _jitter_by_subset, _jitter_per_image, sample_params
+def _torchvision_crops(images, size, dtype=torch.uint8):
+    refs = [F.resized_crop(img.to(dtype), t, l, h, w, [size, size], antialias=True) for img, (t, l, h, w) in
+            zip(images, _BOXES)]
+    return torch.stack([r.flip(-1) if f else r for r, f in zip(refs, _FLIPS)])
+
+
+def test_per_image_crop_resize_and_flip_match_torchvision():
+    images, _, _ = _crop_inputs()
+    out = [ops.crop_resize(img, *box, flip, 16) for img, box, flip in zip(images, _BOXES, _FLIPS)]
+    assert all(o.shape == (3, 16, 16) and o.dtype == torch.uint8 for o in out)
+    assert out[0][None].is_contiguous(memory_format=torch.channels_last)
+    assert (torch.stack(out).int() - _torchvision_crops(images, 16).int()).abs().max() <= 1
+
+
+def test_batched_resample_matches_torchvision_on_a_padded_stack():
+    images, boxes, flips = _crop_inputs()
+    stack = torch.zeros((6, 3, 300, 200))
+    for i, img in enumerate(images[:4]):  # smaller images padded with garbage: zero weights ignore it
+        stack[i] = 77.0
+        stack[i, :, :img.shape[1], :img.shape[2]] = img
+    ref = _torchvision_crops(images[:4], 16, torch.float32)
+    out = ops.resample(stack[:4], boxes[:4].float(), flips[:4], 16)
+    torch.testing.assert_close(out, ref, atol=2e-3, rtol=0)  # torchvision's own float kernel, same weights
+    for first, last in ((4, 5), (5, 6)):  # wide and tall stacks resample their axes in the other order
+        img = images[first]
+        x = img.float()[None]
+        torch.testing.assert_close(ops.resample(x, boxes[first:last].float(), flips[first:last], 16),
+                                   _torchvision_crops(images, 16, torch.float32)[first:last], atol=2e-3, rtol=0)
+
+
+def test_resample_weights_rows_sum_to_one_inside_the_crop():
+    w = ops.resample_weights(torch.tensor([3.0, 0.0]), torch.tensor([10.0, 1.0]), 20, 4)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4))
+    assert (w[0, :, :3] == 0).all() and (w[0, :, 13:] == 0).all() and (w[1, :, 1:] == 0).all()
+
+
+def _plans(recipe, sizes, size, batched):
+    from fastinv.pipelines.augment import plan_views, sample_params
+    params = [sample_params(recipe, sizes, torch.Generator().manual_seed(seed), size) for seed in (3, 4)]
+    return plan_views(recipe, params, sizes, size, torch.device("cpu"), batched)
+
+
+@pytest.mark.parametrize("stack_elements", [1 << 27, 20_000])  # one stack per size bucket, or several
+def test_both_crop_strategies_give_the_same_views(monkeypatch, stack_elements):
+    from fastinv.pipelines import augment
     from fastinv.pipelines.recipes import RECIPES
-    params = sample_params(RECIPES["appearance"], torch.tensor([[16, 16]] * 12), torch.Generator().manual_seed(2))
-    x = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    draw = params.colour[0]
-    assert draw.apply.any() and not draw.apply.all()
-    torch.testing.assert_close(_jitter_per_image(x, draw), _jitter_by_subset(x, draw), atol=1e-6, rtol=0)
+    monkeypatch.setattr(augment, "_STACK_ELEMENTS", stack_elements)
+    images, _, _ = _crop_inputs()
+    images += [images[0].flip(-1).contiguous(), images[1][:, :45].contiguous()]  # same size; same bucket, smaller
+    sizes = augment.image_sizes(images)
+    per_image = augment.render_views(images, _plans(RECIPES["spatial"], sizes, 16, batched=False))
+    batched = augment.render_views(images, _plans(RECIPES["spatial"], sizes, 16, batched=True))
+    assert batched.shape == per_image.shape == (2, 8, 3, 16, 16) and batched.dtype == torch.uint8
+    assert batched[0].is_contiguous(memory_format=torch.channels_last)
+    assert (batched.int() - per_image.int()).abs().max() <= 1
+
+
+@pytest.mark.parametrize("recipe", ["default", "appearance"])
+def test_both_colour_strategies_agree(recipe):
+    """The per-image steps (CPU) and the whole-batch steps (accelerators) on the same float images."""
+    from fastinv.pipelines.augment import apply_colour, plan_views, sample_params
+    from fastinv.pipelines.recipes import RECIPES
+    sizes = torch.tensor([[16, 16]] * 24)
+    params = sample_params(RECIPES[recipe], sizes, torch.Generator().manual_seed(2), 16)
+    assert all(d.apply.any() and not d.apply.all() for d in params.colour)
+    x = torch.rand(24, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    rows = []
+    for image, step in zip(x, plan_views(RECIPES[recipe], [params], sizes, 16, torch.device("cpu"), False).views[0]):
+        row = image[None]
+        for fn, arg in step.colour:
+            row = fn(row) if arg is None else fn(row, arg)
+        rows.append(row)
+    before = x.clone()
+    torch.testing.assert_close(apply_colour(x, RECIPES[recipe], params), torch.cat(rows), atol=1e-5, rtol=0)
+    assert torch.equal(x, before)  # the caller's images are left alone
+
+
+def test_blur_kernel_cut_at_four_sigma_changes_nothing_visible():
+    x = torch.rand(4, 3, 40, 40, generator=torch.Generator().manual_seed(5))
+    for sigma in (0.1, 0.6, 1.3, 2.0):
+        k = ops.blur_kernel_size(sigma, 23)
+        assert k % 2 == 1 and k <= 23
+        full = ops.gaussian_blur(x, torch.full((4,), sigma), 23)
+        assert (ops.gaussian_blur(x, torch.full((4,), sigma), k) - full).abs().max() < 1e-4
+    assert ops.blur_kernel_size(2.0, 23) == 17 and ops.blur_kernel_size(9.0, 23) == 23

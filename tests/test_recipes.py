@@ -116,3 +116,45 @@ def test_draws_are_seeded():
     a, b = _draws(RECIPES["default"], 64, seed=3), _draws(RECIPES["default"], 64, seed=3)
     assert torch.equal(a.boxes, b.boxes) and torch.equal(a.colour[0].values, b.colour[0].values)
     assert not torch.equal(a.boxes, _draws(RECIPES["default"], 64, seed=4).boxes)
+
+
+def test_blur_sigma_is_in_source_pixels_when_the_whole_image_is_resized():
+    """SPEC 1: Appearance blurs the full-resolution image before its Resize + CenterCrop, so with
+    the colour ops run after the resize the drawn sigma shrinks by output size / shorter side."""
+    sizes = torch.tensor([[375, 500], [500, 375], [112, 112]] * 300)
+    scale = 224 / sizes.min(dim=1).values.double()
+    no_crop = Recipe("blur only", (GaussianBlur(p=1.0),))
+    for recipe in (RECIPES["appearance"], no_crop):
+        unscaled = sample_params(recipe, sizes, torch.Generator().manual_seed(7))
+        scaled = sample_params(recipe, sizes, torch.Generator().manual_seed(7), size=224)
+        blur_at = [i for i, op in enumerate(recipe.colour_ops) if isinstance(op, GaussianBlur)][0]
+        raw, out = unscaled.colour[blur_at].values[:, 0].double(), scaled.colour[blur_at].values[:, 0].double()
+        torch.testing.assert_close(out, raw * scale, rtol=1e-6, atol=0)
+        assert raw.min() >= 0.1 and raw.max() <= 2.0  # the recipe's range, in source pixels
+        assert torch.equal(unscaled.boxes, scaled.boxes)
+        assert torch.equal(unscaled.colour[0].apply, scaled.colour[0].apply)
+    crop_first = sample_params(RECIPES["default"], sizes, torch.Generator().manual_seed(7), size=224)
+    assert torch.equal(crop_first.colour[2].values, sample_params(RECIPES["default"], sizes,
+                                                                 torch.Generator().manual_seed(7)).colour[2].values)
+
+
+def test_appearance_blur_matches_blurring_before_the_resize(tmp_path):
+    """Through the loader, a sigma of 2 source pixels on a 240x320 image gives nearly the
+    reference's view (blur at full resolution, then Resize 60 + CenterCrop 60), and far nearer
+    than a sigma of 2 output pixels would."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from fastinv.pipelines import LoaderConfig, build_two_view_loader, decode_image
+    (tmp_path / "c").mkdir()
+    y, x = np.mgrid[0:240, 0:320]
+    checks = (((y // 24 + x // 24) % 2) * 200 + 30).astype(np.uint8)
+    Image.fromarray(np.stack([checks, 255 - checks, checks], -1)).save(tmp_path / "c" / "0.png")
+    recipe = Recipe("blur 2 px", (ResizeCenterCrop(), GaussianBlur(sigma=(2.0, 2.0), p=1.0, kernel_fraction=0.2)))
+    cfg = LoaderConfig(root=tmp_path, recipe=recipe, batch_size=1, workers=0, image_size=60, output="uint8")
+    ours = next(iter(build_two_view_loader(cfg))).view1[0].double()
+    image = decode_image(tmp_path / "c" / "0.png").double() / 255
+    reference = F.center_crop(F.resize(F.gaussian_blur(image, [17, 17], [2.0, 2.0]), [60], antialias=True), [60])
+    unscaled = F.gaussian_blur(F.center_crop(F.resize(image, [60], antialias=True), [60]), [13, 13], [2.0, 2.0])
+    error = (ours / 255 - reference).abs().mean()  # what is left: the order of blur and resize, the borders
+    assert error < 0.02 and error < 0.2 * (unscaled - reference).abs().mean()

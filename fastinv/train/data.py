@@ -29,10 +29,12 @@ def build_pretrain_loader(cfg: TrainConfig, dist: DistInfo) -> TwoViewLoaderBase
 def timed_batches(loader: TwoViewLoaderBase, device: torch.device, channels_last: bool, batch_size: int
                   ) -> Iterator[tuple[TwoViewBatch, float]]:
     """Yield (batch on `device`, seconds spent waiting for it). The next batch is requested only
-    after the caller has queued the current step, so on CUDA the loader works while the GPU
-    runs; transfers are non-blocking. A batch the loader shortened (undecodable files skipped)
-    is topped up to `batch_size` by repeating its own images: split BN, the queue and the
-    ranks' collectives all need the same batch size at every step."""
+    after the caller has queued the current step; on CUDA the torch loader has already queued
+    that batch on its own stream, so the wait is the loader's own work, not the step's. Nothing
+    here waits for the device: transfers are non-blocking and the top-up below indexes on the
+    device. A batch the loader shortened (undecodable files skipped) is topped up to
+    `batch_size` by repeating its own images: split BN, the queue and the ranks' collectives all
+    need the same batch size at every step."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     iterator = iter(loader)
     while True:
@@ -44,9 +46,10 @@ def timed_batches(loader: TwoViewLoaderBase, device: torch.device, channels_last
         views = [v.to(device, non_blocking=True, memory_format=memory_format) for v in (batch.view1, batch.view2)]
         labels, indices = batch.labels, batch.indices
         if views[0].shape[0] < batch_size:
-            repeat = torch.arange(batch_size) % views[0].shape[0]
-            views = [v[repeat.to(v.device)].contiguous(memory_format=memory_format) for v in views]
-            labels, indices = labels[repeat.to(labels.device)], indices[repeat.to(indices.device)]
+            repeat = torch.arange(batch_size, device=device) % views[0].shape[0]
+            views = [v[repeat].contiguous(memory_format=memory_format) for v in views]
+            labels = labels.to(device, non_blocking=True)[repeat]
+            indices = indices.to(device, non_blocking=True)[repeat]
         yield TwoViewBatch(views[0], views[1], labels, indices), time.perf_counter() - start
 
 
