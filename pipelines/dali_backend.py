@@ -1,18 +1,41 @@
 """The DALI backend: a DALI graph compiled from the recipe, fed the torch backend's draws.
 
 Every random parameter comes from `augment.sample_params` with `batch_generator(seed, epoch,
-rank, b)` and enters the graph through external_source, so DALI and torch draw from one
+rank, b)` and enters the graph through one external source, so DALI and torch draw from one
 distribution by construction, the determinism/resume contract holds, and the graph only has
-to apply the ops correctly (what the statistical tests check). The graph: ROI decode of the
-crop box (`decoders.image_slice`: only the box is decoded; `mixed` = nvJPEG on a GPU, `cpu`
-without one), resize to the output size, colour ops on float HWC in [0, 1] - colour jitter with
-the per-image random order through DALI conditionals (one `if` per step and op), grayscale as
-luma on 3 channels, Gaussian blur with per-image sigma - and `crop_mirror_normalize` (flip,
-normalise, CHW). Hue uses DALI's `hue` op, a rotation in YIQ space: close to, not identical
-with, the HSV rotation of torchvision and PIL. Contrast blends with the image's mean luma like
-torchvision. Files DALI cannot take (unreadable header) are skipped before the graph.
+to apply the ops correctly (what the statistical tests check).
+
+The graph decodes each image once (`mixed` = nvJPEG on a GPU, `cpu` without one; EXIF
+orientation ignored, as torchvision does) and resizes each view's crop box straight from the
+decoded image (`fn.resize` with a region of interest). The colour ops run on uint8 HWC images,
+each rounding and clamping its output like PIL: brightness is `fn.brightness`; contrast blends
+with the image's mean luma (an arithmetic expression: as a named argument of `fn.contrast` the
+centre would have to live on the CPU); saturation (the blend with luma) and hue are one
+`fn.coord_transform` with a per-image 3x3 matrix computed on the host; the per-image random
+jitter order is one conditional per step. Hue is a rotation about the grey axis: close to, not
+identical with, the HSV rotation of torchvision and PIL. Grayscale is a constant luma matrix,
+and Gaussian blur two separable `fn.filter` passes with each image's torchvision kernel (reflect
+padding, taps beyond 4 sigma left out as the torch backend does). `crop_mirror_normalize` then
+flips, normalises and lays out the batch (HWC for channels_last, CHW otherwise), and the outputs
+become torch tensors through DLPack without a copy (on torch's current stream on a GPU). No op
+takes a constant as a positional input (DALI makes those constant nodes, on the GPU in a GPU
+graph, which the host then has to read back), so a GPU graph never waits on a device-to-host
+copy: every per-image number enters from the host, as a named argument, a conditional's
+predicate or (the blur kernels) a CPU input that `fn.filter` takes on the GPU too.
+
+The feeding runs `prefetch_queue_depth` (2) batches ahead of the consumer, from the calling
+process. Bad files are skipped and named, and a batch holding them is shortened, never refilled.
+Before the graph: empty files, files whose header PIL cannot read or whose format DALI does not
+decode, and JPEGs cut off before their end marker that libjpeg-turbo cannot decode either (a GPU
+decoder may turn those into garbage rather than fail). In the graph: files whose data DALI fails
+to decode (corrupt); the graph then reports the file, is rebuilt (a failed DALI graph is not
+usable again) and is fed the batch again without it. A file found bad is left out up front in
+later epochs.
 """
 import io
+import re
+from collections import deque
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -20,100 +43,153 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fastinv.errors import DataError, MissingExtraError
-from fastinv.pipelines.augment import JITTER_STEPS, sample_params
+from fastinv.pipelines import ops
+from fastinv.pipelines.augment import JITTER_STEPS, OpDraw, ViewParams, sample_params
 from fastinv.pipelines.config import LoaderConfig, TwoViewBatch, TwoViewLoaderBase
-from fastinv.pipelines.ops import LUMA
-from fastinv.pipelines.recipes import ColorJitter, GaussianBlur, Grayscale, Recipe
+from fastinv.pipelines.decode import decode_bytes
+from fastinv.pipelines.recipes import ColorJitter, ColourOp, GaussianBlur, Grayscale, Recipe
 from fastinv.pipelines.sampler import ShardedBatches, batch_generator
 
+PREFETCH = 2
+# What PIL calls the formats DALI's decoders read (JPEG, JPEG 2000, TIFF, PNG, BMP, PNM, WebP).
+_DALI_FORMATS = frozenset({"JPEG", "MPO", "JPEG2000", "TIFF", "PNG", "BMP", "PPM", "WEBP"})
+_JPEG_FORMATS, _JPEG_END = ("JPEG", "MPO"), b"\xff\xd9"
+_FAILED_SAMPLE = re.compile(r"Failed to decode sample #(\d+)")
+_GREY = np.tile(np.asarray(ops.LUMA, dtype=np.float32), (3, 1))  # every output channel is the luma
+_EYE = np.eye(3, dtype=np.float32)
+_BRIGHTNESS, _CONTRAST = JITTER_STEPS.index("brightness"), JITTER_STEPS.index("contrast")
+_SATURATION, _HUE = JITTER_STEPS.index("saturation"), JITTER_STEPS.index("hue")
 
 
 def _dali():
     try:
         import nvidia.dali as dali
         import nvidia.dali.fn as fn
-        import nvidia.dali.math as dmath
         import nvidia.dali.types as types
     except ImportError as exc:
         raise MissingExtraError("DALI backend", "dali", exc) from None
-    return dali, fn, dmath, types
+    return dali, fn, types
 
 
-def _header_size(data: bytes, path: str) -> tuple[int, int]:
+def _header_size(data: np.ndarray, path: str) -> tuple[int, int]:
+    """(height, width) of an image file from its bytes (1-D uint8); DataError if PIL cannot read its
+    header, DALI does not decode its format, or it is a JPEG cut off before its end marker (which a
+    GPU decoder may turn into garbage) that libjpeg-turbo cannot decode either."""
+    if data.size == 0:
+        raise DataError(f"cannot decode image {path}: the file is empty")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(memoryview(data))) as img:
             width, height = img.size
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            fmt = img.format
+    except UnidentifiedImageError:
+        raise DataError(f"cannot decode image {path}: not an image file PIL can identify") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot decode image {path}: {exc}") from None
+    if fmt not in _DALI_FORMATS:
+        raise DataError(f"cannot decode image {path}: DALI does not decode {fmt} files")
+    if fmt in _JPEG_FORMATS and data[-2:].tobytes() != _JPEG_END:
+        decode_bytes(torch.from_numpy(data), path)
     return height, width
 
 
-def _luma(fn, img):
-    r, g, b = (fn.slice(img, c, 1, axes=[2]) for c in range(3))
-    return LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
+def _hue_matrices(shift: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotations about the grey axis by `shift` (N,) turns (Rodrigues' formula)."""
+    angle = 2 * np.pi * shift.astype(np.float64)
+    axis = np.full(3, 1 / np.sqrt(3))
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    return (cos * np.eye(3) + sin * cross + (1 - cos) * np.outer(axis, axis)).astype(np.float32)
 
 
-def _blend(dmath, img, other, factor):
-    return dmath.clamp(img * factor + other * (1.0 - factor), 0.0, 1.0)
+def _blur_filters(sigma: np.ndarray, limit: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each image's torchvision Gaussian kernel for sigma (N,), as a row (1, k) and a column (k, 1)
+    filter; k covers +-4 sigma, at most `limit` taps (as the torch backend cuts it)."""
+    kernels = [np.asarray(ops.gaussian_kernel(s, ops.blur_kernel_size(s, limit)), dtype=np.float32)
+               for s in sigma.tolist()]
+    return [k[None, :] for k in kernels], [np.ascontiguousarray(k[:, None]) for k in kernels]
 
 
-def _jitter_step(k, img, factor, fn, dmath):
-    if k == 0:
-        return dmath.clamp(img * factor, 0.0, 1.0)
-    if k == 1:
-        return _blend(dmath, img, fn.reductions.mean(_luma(fn, img), axes=[0, 1, 2], keep_dims=True), factor)
-    if k == 2:
-        return _blend(dmath, img, _luma(fn, img), factor)
-    return dmath.clamp(fn.hue(img, hue=factor * 360.0), 0.0, 1.0)
+def _jitter_arrays(draw: OpDraw) -> list[np.ndarray]:
+    """Per step of the jitter order: which op each image takes (brightness, contrast or a colour
+    matrix, as booleans), its factor and 1 - factor, and its 3x3 matrix (saturation, hue; else identity)."""
+    n = draw.apply.shape[0]
+    fires, values, rows = draw.apply.numpy(), draw.values.numpy(), np.arange(n)
+    out = []
+    for step in range(len(JITTER_STEPS)):
+        op = draw.order[:, step].numpy()
+        factor = values[rows, op].astype(np.float32)
+        saturate, rotate = fires & (op == _SATURATION), fires & (op == _HUE)
+        matrix = np.repeat(_EYE[None], n, axis=0)
+        matrix[saturate] = (factor[saturate, None, None] * _EYE
+                            + (1 - factor[saturate])[:, None, None] * _GREY)
+        matrix[rotate] = _hue_matrices(factor[rotate])
+        out += [fires & (op == _BRIGHTNESS), fires & (op == _CONTRAST), saturate | rotate, factor,
+                (1 - factor).astype(np.float32), matrix]
+    return out
 
 
-def _colour_graph(recipe: Recipe, img, inputs: dict, size: int, fn, dmath):
-    """Apply the recipe's colour ops to float HWC images with the fed draws."""
-    for i, op in enumerate(recipe.colour_ops):
-        fires = inputs[f"apply{i}"]
+def _view_arrays(recipe: Recipe, params: ViewParams, size: int) -> list[np.ndarray]:
+    """The graph's inputs for one view, in the order the graph takes them: crop box corners
+    (N, 2) = (top, left) and (bottom, right), flips, then each colour op's inputs."""
+    boxes = params.boxes.numpy()
+    out = [boxes[:, :2].astype(np.float32), (boxes[:, :2] + boxes[:, 2:]).astype(np.float32),
+           params.flip.numpy().astype(np.int32)]
+    for op, draw in zip(recipe.colour_ops, params.colour):
         if isinstance(op, ColorJitter):
-            for step in range(len(JITTER_STEPS)):
-                for k in range(len(JITTER_STEPS)):
-                    if fires & (inputs[f"order{i}_{k}"] == step):
-                        img = _jitter_step(k, img, inputs[f"value{i}_{k}"], fn, dmath)
-        elif isinstance(op, Grayscale):
-            if fires:
-                g = _luma(fn, img)
-                img = fn.cat(g, g, g, axis=2)
-        elif isinstance(op, GaussianBlur):
-            if fires:
-                img = fn.gaussian_blur(img, sigma=inputs[f"value{i}_0"], window_size=op.kernel_size(size))
+            out += _jitter_arrays(draw)
+        else:
+            out.append(draw.apply.numpy())
+        if isinstance(op, GaussianBlur):
+            out += _blur_filters(draw.values[:, 0].numpy(), op.kernel_size(size))
+    return out
+
+
+def _input_count(op: ColourOp) -> int:
+    return 6 * len(JITTER_STEPS) if isinstance(op, ColorJitter) else 3 if isinstance(op, GaussianBlur) else 1
+
+
+def _view_input_count(recipe: Recipe) -> int:
+    return 3 + sum(_input_count(op) for op in recipe.colour_ops)
+
+
+def _jitter_graph(img, inputs: list, fn, types):
+    """Colour jitter in each image's own order: per step, the op the image takes there (uint8 in and out)."""
+    for step in range(len(JITTER_STEPS)):
+        brighten, contrast, recolour, factor, rest, matrix = inputs[6 * step:6 * step + 6]
+        if brighten:
+            img = fn.brightness(img, brightness=factor)
+        elif contrast:
+            centre = fn.reductions.mean(fn.coord_transform(img, M=list(ops.LUMA)), axes=[0, 1, 2], keep_dims=True)
+            img = fn.cast(img * factor + centre * rest, dtype=types.UINT8)
+        elif recolour:
+            img = fn.coord_transform(img, M=matrix, dtype=types.UINT8)
     return img
 
 
-def _input_names(recipe: Recipe) -> list[str]:
-    names = ["anchor", "shape", "flip"]
-    for i, op in enumerate(recipe.colour_ops):
-        names.append(f"apply{i}")
+def _colour_graph(recipe: Recipe, img, inputs: list, fn, types):
+    """Apply the recipe's colour ops, in order, to uint8 HWC images with the fed draws."""
+    for op in recipe.colour_ops:
+        mine, inputs = inputs[:_input_count(op)], inputs[_input_count(op):]
         if isinstance(op, ColorJitter):
-            names += [f"value{i}_{k}" for k in range(4)] + [f"order{i}_{k}" for k in range(4)]
+            img = _jitter_graph(img, mine, fn, types)
+        elif isinstance(op, Grayscale):
+            if mine[0]:
+                img = fn.coord_transform(img, M=_GREY.ravel().tolist(), dtype=types.UINT8)
         elif isinstance(op, GaussianBlur):
-            names.append(f"value{i}_0")
-    return names
+            fires, rows, columns = mine
+            if fires:
+                img = fn.filter(fn.filter(img, rows), columns)
+    return img
 
 
-def _view_inputs(recipe: Recipe, params) -> dict[str, list[np.ndarray]]:
-    """Per-sample arrays for the graph's external sources, from one view's draws."""
-    boxes = params.boxes.numpy()
-    out = {"anchor": [np.array([b[1], b[0]], dtype=np.float32) for b in boxes],  # (x, y)
-           "shape": [np.array([b[3], b[2]], dtype=np.float32) for b in boxes],   # (w, h)
-           "flip": [np.array(f, dtype=np.int32) for f in params.flip.numpy()]}
-    for i, (op, draw) in enumerate(zip(recipe.colour_ops, params.colour)):
-        out[f"apply{i}"] = [np.array(a, dtype=bool) for a in draw.apply.numpy()]
-        if isinstance(op, ColorJitter):
-            rank = draw.order.argsort(dim=1).numpy()  # rank[i, k] = step at which op k runs
-            for k in range(4):
-                out[f"value{i}_{k}"] = [np.array(v, dtype=np.float32) for v in draw.values[:, k].numpy()]
-                out[f"order{i}_{k}"] = [np.array(r, dtype=np.int32) for r in rank[:, k]]
-        elif isinstance(op, GaussianBlur):
-            out[f"value{i}_0"] = [np.array(v, dtype=np.float32) for v in draw.values[:, 0].numpy()]
-    return out
+@dataclass
+class _Fed:
+    """One batch handed to the graph: its number, the dataset indices kept in it, and the arrays
+    fed (held here until its output is taken, since the graph reads them without a copy)."""
+
+    batch: int
+    indices: np.ndarray
+    arrays: tuple
 
 
 class DaliTwoViewLoader(TwoViewLoaderBase):
@@ -126,7 +202,11 @@ class DaliTwoViewLoader(TwoViewLoaderBase):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.batches = ShardedBatches(len(paths), cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
                                       cfg.shuffle, cfg.drop_last)
-        self._names = _input_names(recipe)
+        self._sizes = np.zeros((len(paths), 2), dtype=np.int64)  # (height, width) once read; 0 = not yet
+        self._bad: set[int] = set()
+        self._feed: Iterator[_Fed] = iter(())
+        self._in_flight: deque[_Fed] = deque()
+        self._fed_all = True  # the last pass handed the graph every batch it had
         self._pipe = self._build()
 
     def __len__(self) -> int:
@@ -134,78 +214,163 @@ class DaliTwoViewLoader(TwoViewLoaderBase):
         return len(self.batches)
 
     def _build(self):
-        dali, fn, dmath, types = self._dali
+        dali, fn, types = self._dali
         gpu = self.device.type == "cuda"
-        size, recipe, names = self.cfg.image_size, self.recipe, self._names
-        norm = recipe.normalize
+        size, recipe = self.cfg.image_size, self.recipe
         uint8 = self.cfg.output == "uint8"
+        norm = recipe.normalize
         mean = [0.0] * 3 if uint8 or norm is None else [255.0 * m for m in norm.mean]
-        std = [1.0] * 3 if uint8 or norm is None else [255.0 * s for s in norm.std]
-        scale = 1.0 if uint8 or norm is not None else 1.0 / 255.0
+        std = [1.0] * 3 if uint8 else [255.0] * 3 if norm is None else [255.0 * s for s in norm.std]
+        per_view = _view_input_count(recipe)
 
         @dali.pipeline_def(enable_conditionals=True)
         def graph():
-            encoded = fn.external_source(name="encoded", dtype=types.UINT8, no_copy=False)
+            fed = fn.external_source(source=self._next_arrays, num_outputs=1 + 2 * per_view, batch=True,
+                                     no_copy=True)
+            decoded = fn.decoders.image(fed[0], device="mixed" if gpu else "cpu", output_type=types.RGB,
+                                        adjust_orientation=False)
             views = []
             for v in range(2):
-                inputs = {n: fn.external_source(name=f"{n}{v}", no_copy=False) for n in names}
-                img = fn.decoders.image_slice(encoded, inputs["anchor"], inputs["shape"], device="mixed" if gpu else "cpu",
-                                              output_type=types.RGB, axis_names="WH",
-                                              normalized_anchor=False, normalized_shape=False)
-                img = fn.resize(img, resize_x=size, resize_y=size, antialias=True, dtype=types.FLOAT) / 255.0
-                img = _colour_graph(recipe, img, inputs, size, fn, dmath)
-                views.append(fn.crop_mirror_normalize(img * 255.0, mirror=inputs["flip"], mean=mean, std=std,
-                                                      scale=scale, dtype=types.UINT8 if uint8 else types.FLOAT,
-                                                      output_layout="CHW"))
+                start, end, flip, *colour = fed[1 + v * per_view:1 + (v + 1) * per_view]
+                img = fn.resize(decoded, size=[size, size], roi_start=start, roi_end=end, antialias=True)
+                img = _colour_graph(recipe, img, colour, fn, types)
+                views.append(fn.crop_mirror_normalize(img, mirror=flip, mean=mean, std=std,
+                                                      dtype=types.UINT8 if uint8 else types.FLOAT,
+                                                      output_layout="HWC" if self.cfg.channels_last else "CHW"))
             return tuple(views)
 
-        device_id = (self.device.index or 0) if gpu else None
-        pipe = graph(batch_size=self.cfg.batch_size, num_threads=max(1, self.cfg.workers), device_id=device_id,
-                     seed=self.cfg.seed, prefetch_queue_depth=1, exec_dynamic=True)
+        pipe = graph(batch_size=self.cfg.batch_size, num_threads=max(1, self.cfg.workers),
+                     device_id=(self.device.index or 0) if gpu else None, seed=self.cfg.seed,
+                     prefetch_queue_depth=PREFETCH, exec_dynamic=True)
         pipe.build()
         return pipe
 
-    def _feed(self, b: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        indices = self.batches.batch(self.epoch, b)
-        encoded, sizes, keep, skipped = [], [], [], []
-        for k, i in enumerate(indices):
+    def _read(self, b: int) -> _Fed | None:
+        """Batch b's bytes and draws, leaving out files known or found bad; None if none is left."""
+        encoded, kept, skipped = [], [], []
+        for i in self.batches.batch(self.epoch, b):
+            if i in self._bad:
+                continue
             path = self.paths[i]
             try:
-                with open(path, "rb") as handle:
-                    data = handle.read()
-                if not data:
-                    raise DataError(f"cannot decode image {path}: the file is empty")
-                sizes.append(_header_size(data, path))
-                encoded.append(np.frombuffer(data, dtype=np.uint8))
-                keep.append(k)
-            except (DataError, OSError) as exc:
+                data = np.fromfile(path, dtype=np.uint8)
+                if not self._sizes[i, 0]:
+                    self._sizes[i] = _header_size(data, path)
+            except OSError as exc:
+                self._bad.add(int(i))
+                skipped.append((path, f"cannot read image {path}: {exc.strerror or exc}"))
+                continue
+            except DataError as exc:
+                self._bad.add(int(i))
                 skipped.append((path, str(exc)))
+                continue
+            encoded.append(data)
+            kept.append(i)
         self._record_skipped(skipped)
-        if not keep:
+        if not kept:
             return None
+        indices = np.asarray(kept, dtype=np.int64)
         gen = batch_generator(self.cfg.seed, self.epoch, self.cfg.rank, b)
-        size_t = torch.tensor(sizes, dtype=torch.long)
-        self._pipe.feed_input("encoded", encoded)
-        for v in range(2):
-            for name, arrays in _view_inputs(self.recipe, sample_params(self.recipe, size_t, gen)).items():
-                self._pipe.feed_input(f"{name}{v}", arrays)
-        idx = torch.from_numpy(indices[keep])
-        return torch.from_numpy(self.labels[indices[keep]]), idx
+        sizes = torch.from_numpy(self._sizes[indices])
+        arrays = [encoded]
+        for _ in range(2):
+            arrays += _view_arrays(self.recipe, sample_params(self.recipe, sizes, gen, self.cfg.image_size),
+                                  self.cfg.image_size)
+        return _Fed(b, indices, tuple(arrays))
 
-    def _to_torch(self, out) -> torch.Tensor:
-        if self.device.type == "cuda":
-            out = out.as_cpu()
-        x = torch.from_numpy(np.stack([np.asarray(t) for t in out]))
-        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
-        return x.to(self.device).contiguous(memory_format=fmt)
+    def _batches_from(self, start: int) -> Iterator[_Fed]:
+        for b in range(start, len(self)):
+            fed = self._read(b)
+            if fed is not None:
+                yield fed
+        self._fed_all = True
+
+    def _next_arrays(self) -> tuple:
+        """The graph's external source: the next batch's arrays (StopIteration ends the pass)."""
+        fed = next(self._feed)
+        self._in_flight.append(fed)
+        return fed.arrays
+
+    def _restart(self, start: int) -> None:
+        """Point the graph's source at batches `start`, `start + 1`, ... of this epoch, on a fresh
+        graph if the previous pass failed or was left before its end."""
+        if self._pipe is None or self._in_flight or not self._fed_all:
+            self._pipe = self._build()
+        else:
+            self._pipe.reset()
+        self._in_flight.clear()
+        self._fed_all = False
+        self._feed = self._batches_from(start)
+
+    def _undecodable(self, fed: _Fed, error: RuntimeError) -> list[int]:
+        """Positions in `fed` of the files the graph failed on: the one its error names, else
+        those a one-image graph on the same device fails to decode."""
+        encoded = fed.arrays[0]
+        match = _FAILED_SAMPLE.search(str(error))
+        if match and int(match.group(1)) < len(encoded):
+            return [int(match.group(1))]
+        bad, probe = [], None
+        for k, data in enumerate(encoded):
+            if probe is None:
+                probe = self._probe()
+            try:
+                probe.feed_input("encoded", [data])
+                probe.run()
+            except RuntimeError:
+                bad.append(k)
+                probe = None
+        return bad
+
+    def _probe(self):
+        """A graph that only decodes, one fed image at a time, as the loader's graph does."""
+        dali, fn, types = self._dali
+        gpu = self.device.type == "cuda"
+
+        @dali.pipeline_def(batch_size=1, num_threads=1, device_id=(self.device.index or 0) if gpu else None,
+                           prefetch_queue_depth=1)
+        def probe():
+            return fn.decoders.image(fn.external_source(name="encoded"), device="mixed" if gpu else "cpu",
+                                     output_type=types.RGB, adjust_orientation=False)
+
+        pipe = probe()
+        pipe.build()
+        return pipe
+
+    def _drop_undecodable(self, fed: _Fed, error: RuntimeError) -> None:
+        """Mark the files of `fed` that made the graph fail as bad, or re-raise if none did."""
+        bad = self._undecodable(fed, error)
+        if not bad:
+            raise error
+        paths = [self.paths[int(fed.indices[k])] for k in bad]
+        self._bad.update(int(fed.indices[k]) for k in bad)
+        self._record_skipped([(path, f"cannot decode image {path}: DALI's decoder rejects its data "
+                                     "(truncated or corrupt)") for path in paths])
+
+    def _tensor(self, out) -> torch.Tensor:
+        x = torch.from_dlpack(out.as_tensor())  # the graph's own buffer, no copy
+        return x.permute(0, 3, 1, 2) if self.cfg.channels_last else x
 
     def __iter__(self) -> Iterator[TwoViewBatch]:
         """Yield this rank's batches of the current epoch, from the `start_at` batch on."""
-        for b in range(self._take_start(), len(self)):
-            fed = self._feed(b)
-            if fed is None:
-                continue
-            out1, out2 = self._pipe.run()
-            labels, indices = fed
-            yield TwoViewBatch(self._to_torch(out1), self._to_torch(out2), labels.to(self.device),
-                               indices.to(self.device))
+        start = self._take_start()
+        stream = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
+        while True:
+            self._restart(start)
+            try:
+                while True:
+                    try:
+                        out1, out2 = self._pipe.run(stream)
+                    except StopIteration:
+                        return
+                    fed = self._in_flight.popleft()
+                    start = fed.batch + 1
+                    labels = torch.from_numpy(self.labels[fed.indices])
+                    yield TwoViewBatch(self._tensor(out1), self._tensor(out2), labels.to(self.device),
+                                       torch.from_numpy(fed.indices).to(self.device))
+            except RuntimeError as error:
+                if not self._in_flight:
+                    raise
+                fed = self._in_flight[0]
+                self._pipe = None  # DALI leaves a failed graph unusable
+                self._drop_undecodable(fed, error)
+                start = fed.batch

@@ -17,12 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "class names is written beside it)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 of the re-encoded images")
     parser.add_argument("--max-resolution", type=int, default=None,
-                        help="cap the longer image side at this many pixels (default: keep the size)")
-    parser.add_argument("--workers", type=int, default=1, help="writer processes")
+                        help="cap the longer image side at this many pixels (default: keep the size; the FFCV "
+                        "loader keeps room for the largest image for every image of the batches in flight)")
+    parser.add_argument("--workers", type=int, default=1, help="processes that check (decode) and write the images")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Convert and print a one-line JSON summary."""
+    """Convert and print a one-line JSON summary; each file left out is named in a warning."""
     from fastinv.pipelines.ffcv_backend import write_beton
     if args.max_resolution is not None and args.max_resolution < 1:
         raise UsageError(f"--max-resolution must be >= 1, got {args.max_resolution}")
