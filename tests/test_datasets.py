@@ -4,12 +4,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy.io import savemat
 
 from fastinv.datasets import DATASETS, ImageSet, find_datasets, read_dataset
 from fastinv.datasets.downstream import read_caltech101, read_pts
-from fastinv.errors import DataError
+from fastinv.datasets.registry import KINDS, METRICS
+from fastinv.errors import DataError, UsageError
+from fastinv.pipelines.decode import decode_image
+
+WORLD_SETS = [name for name, spec in DATASETS if spec.folder == "world"]
 
 
 def _image(path: Path, size: tuple[int, int] = (12, 10), value: int = 0) -> Path:
@@ -69,7 +74,7 @@ def test_alot_groups_on_the_real_file_names(tmp_path: Path) -> None:
     assert illumination["1/c3/r120"] == sorted(f"1_c3l{light}r120.png" for light in (1, 2, 3, 4, 5, 8))
     temperature = _groups(read_dataset("alot_temperature", tmp_path))
     assert len(temperature) == 2 * 4 and temperature["2/c4"] == ["2_c4i.png", "2_c4l8.png"]  # 1,000 on the full set
-    assert "every pair counts once" in DATASETS["alot_viewpoint"].note
+    assert "every pair counts once" in DATASETS.get("alot_viewpoint").note
 
 
 def test_exposure_flickr_realblur_pairs(tmp_path: Path) -> None:
@@ -105,11 +110,43 @@ def test_world_groups_and_tasks(tiny_world: Path, tmp_path: Path) -> None:
     assert read_dataset("world_colour_regression", root).train.target_names == ("object_hue", "background_hue", "light_hue")
 
 
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_every_dataset_declares_its_kind_and_metric(name: str) -> None:
+    spec = DATASETS.get(name)
+    assert spec.name == name and spec.kind in KINDS[spec.suite]
+    assert (spec.metric is None) == (spec.suite == "realworld") and spec.metric in (None, *METRICS)
+    with pytest.raises(ValueError, match="kind"):
+        type(spec)(spec.name, spec.suite, spec.folder, spec.layout, spec.read, "texture", spec.metric)
+
+
+@pytest.mark.parametrize("name", WORLD_SETS)
+def test_world_sets_read_as_their_declaration_says(name: str, tiny_world: Path) -> None:
+    spec = DATASETS.get(name)
+    read = spec.read(tiny_world)
+    if spec.suite == "realworld":
+        assert isinstance(read, ImageSet) and read.groups is not None
+    else:
+        assert (read.task == "regression") == (spec.metric == "r2")
+
+
+def test_images_decode_as_training_decodes(tmp_path: Path) -> None:
+    good = _image(tmp_path / "a.jpg", (17, 11), value=4)
+    flat = _image(tmp_path / "b.png", (9, 5), value=5)
+    bad = tmp_path / "c.jpg"
+    bad.write_bytes(good.read_bytes()[:200])
+    images = ImageSet("files", paths=(good, flat, bad))
+    assert torch.equal(images.image(0), decode_image(good)) and images.image(0).shape == (3, 11, 17)
+    assert torch.equal(images.image(1), decode_image(flat)) and images.image(1).dtype == torch.uint8
+    with pytest.raises(DataError, match=str(bad)):
+        images.image(2)
+
+
 def test_causal3dident_validates_rows_against_files(tmp_path: Path) -> None:
     for split, n in (("trainset", 3), ("testset", 2)):
         for cls in ("0", "1"):
             for k in range(n):
                 _image(tmp_path / "Causal3DIdent" / split / cls / f"{k:06d}.png")
+            (tmp_path / "Causal3DIdent" / split / cls / "readme.txt").write_text("not an image")
             np.save(tmp_path / "Causal3DIdent" / split / f"latents_{cls}.npy", np.arange(n * 10, dtype=np.float32).reshape(n, 10) + int(cls))
     data = read_dataset("causal3dident", tmp_path)
     assert data.train.targets.shape == (6, 10) and data.train.targets[3, 0] == 1.0
@@ -211,11 +248,11 @@ def test_find_datasets_reports_present_and_skipped(tmp_path: Path) -> None:
     present, skipped = find_datasets(tmp_path, validate=True)
     assert list(present) == ["coil100"]
     assert "joints.mat is missing" in skipped["lsp"] and "expected layout" in skipped["lsp"]
-    assert set(present) | set(skipped) == set(DATASETS)
+    assert set(present) | set(skipped) == set(DATASETS.names())
     assert list(find_datasets(tmp_path, "downstream")[0]) == ["lsp"]
     with pytest.raises(DataError, match="not a folder"):
         find_datasets(tmp_path / "nowhere")
-    with pytest.raises(DataError, match="valid: coil100"):
+    with pytest.raises(UsageError, match="unknown dataset 'imagenet'; valid: coil100"):
         read_dataset("imagenet", tmp_path)
 
 

@@ -87,6 +87,6 @@ def test_correlation_is_over_the_base_models_only(config) -> None:
     assert correlation.models(ctx) == ["a", "b", "c"]
     tables = [_cosine_table("synthetic_cosine", ["blur"], {"a": [0.1], "b": [0.2], "c": [0.3], "a+b": [0.9]}),
               _cosine_table("realworld_cosine", ["coil100"], {"a": [0.3], "b": [0.2], "c": [0.1], "a+b": [0.9]})]
-    table = correlation.run(tables, correlation.models(ctx))[0]
+    table = correlation.run(tables, ctx)[0]
     assert table.rows["blur"]["coil100"] == pytest.approx(-1.0)  # with the fusion it would be 0.2
     assert "Over 3 models (a, b, c), fusions left out" in table.note

@@ -1,5 +1,5 @@
-"""Dataset readers: file lists, targets and groups for the evaluation suites (no decoding)."""
-from fastinv.datasets.base import ImageSet, Splits, load_rgb
-from fastinv.datasets.registry import DATASETS, DatasetSpec, find_datasets, get_dataset, read_dataset
+"""Dataset readers: file lists, targets and groups for the evaluation suites (decoding is fastinv.pipelines')."""
+from fastinv.datasets.base import ImageSet, Splits
+from fastinv.datasets.registry import DATASETS, DatasetSpec, find_datasets, read_dataset
 
-__all__ = ["DATASETS", "DatasetSpec", "ImageSet", "Splits", "find_datasets", "get_dataset", "load_rgb", "read_dataset"]
+__all__ = ["DATASETS", "DatasetSpec", "ImageSet", "Splits", "find_datasets", "read_dataset"]

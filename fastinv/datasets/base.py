@@ -5,12 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from fastinv.errors import DataError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+from fastinv.pipelines.decode import decode_image
 
 
 @dataclass(frozen=True)
@@ -49,10 +46,11 @@ class ImageSet:
         return len(self.paths) if self.pixels is None else len(self.pixels)
 
     def image(self, index: int) -> torch.Tensor:
-        """Image `index` as a (3, H, W) uint8 tensor (decoded from its file or taken from pixels)."""
+        """Image `index` as a (3, H, W) uint8 RGB tensor: decoded from its file as training decodes
+        (`fastinv.pipelines.decode`; DataError naming the file if it cannot be), or taken from pixels."""
         if self.pixels is not None:
             return torch.from_numpy(np.ascontiguousarray(self.pixels[index])).permute(2, 0, 1)
-        return load_rgb(self.paths[index])
+        return decode_image(self.paths[index])
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageSet":
         """The images at `indices` with their annotations (group ids and names are kept as they are)."""
@@ -74,15 +72,6 @@ class Splits:
     train: ImageSet
     test: ImageSet
     val: ImageSet | None = None
-
-
-def load_rgb(path: Path) -> torch.Tensor:
-    """Decode the image file at `path` to a (3, H, W) uint8 RGB tensor; DataError if unreadable."""
-    try:
-        with Image.open(path) as image:
-            return pil_to_tensor(image.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
 
 
 def require_dir(root: Path, name: str, layout: str) -> Path:

@@ -2,14 +2,17 @@
 
 Both the real Causal3DIdent and the synthetic world use the layout
 `{trainset,testset}/{class}/*` plus `{split}/latents_{class}.npy`, one row per image in sorted
-file order. Targets are the latents (n, k) float32; the class index is not a target here.
+file order. Targets are the latents (n, k) float32; the class index is not a target here. The
+image files of a class folder are those an ImageFolder holds (`fastinv.pipelines.folder.IMAGE_SUFFIXES`,
+as training reads them); other files there are not counted against the latents.
 """
 import json
 from pathlib import Path
 
 import numpy as np
 
-from fastinv.datasets.base import IMAGE_SUFFIXES, ImageSet, Splits, layout_error, require_dir
+from fastinv.datasets.base import ImageSet, Splits, layout_error, require_dir
+from fastinv.pipelines.folder import IMAGE_SUFFIXES
 from fastinv.world import LATENT_NAMES
 
 CAUSAL3DIDENT_LATENTS: tuple[str, ...] = (

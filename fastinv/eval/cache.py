@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from fastinv.files import atomic_write
 from fastinv.log import get_logger
 
 log = get_logger(__name__)
@@ -74,12 +75,9 @@ class FeatureCache:
 
     def store(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
         """Write `tensors` under `key` atomically (a reader never sees a partial entry)."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(cpu, str(tmp), metadata={"key": key, "sha256": _digest(cpu)})
-        os.replace(tmp, path)
+        with atomic_write(self.path(key), durable=False) as handle:
+            handle.write(save(cpu, metadata={"key": key, "sha256": _digest(cpu)}))
 
     def get_or_compute(self, key: str, compute: Callable[[], torch.Tensor], device: str | torch.device) -> torch.Tensor:
         """Return the cached features for `key` on `device`, computing and storing them if needed."""

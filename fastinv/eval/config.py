@@ -2,8 +2,10 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastinv.eval.suites import SUITES
 
-SUITE_NAMES: tuple[str, ...] = ("synthetic", "realworld", "extrinsic", "downstream", "knn", "correlation")
+# The registered suites' names in run order, for the command line and the presets.
+SUITE_NAMES: tuple[str, ...] = tuple(SUITES.names())
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """What every suite shares: the models, their feature extractors, the feature cache, progress."""
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
@@ -13,6 +14,7 @@ from fastinv.pipelines.evaltf.views import clean_view
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 RECIPE_MODELS = ("default", "spatial", "appearance")
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -68,11 +70,14 @@ class EvalContext:
         """The base models whose features make up `model` (itself unless it is a fusion)."""
         return self.fusions.get(model, [model])
 
-    def advance(self, label: str) -> None:
-        """Move the overall progress bar one step and show what was just done."""
-        if self.bar is not None:
-            self.bar.set_postfix_str(label, refresh=False)
-            self.bar.update(1)
+    def each(self, suite: str, items: Iterable[Item]) -> Iterator[Item]:
+        """Yield `items` (things with a `name`: datasets, tasks, transforms) one by one; when the
+        caller is done with one, advance the progress bar one step per base model and show it."""
+        for item in items:
+            yield item
+            if self.bar is not None:
+                self.bar.set_postfix_str(f"{suite} {item.name}", refresh=False)
+                self.bar.update(len(self.extractors))
 
     def features(self, model: str, images: torch.Tensor, *, dataset: str, view: ViewConfig,
                  prepare: Transform | None = None, transform_key: str = "clean") -> torch.Tensor:

@@ -24,8 +24,6 @@ from fastinv.eval.reference import ReferenceImages, scan_reference, stream_momen
 from fastinv.kernels import ReferenceStats, RunningMoments, reference_stats
 
 WORLD_FOLDER = "world"
-SPATIAL_SETS = {"coil100", "aloi_viewpoint", "alot_viewpoint", "flickr1024", "world_pose"}
-PER_CLASS_METRIC = {"caltech101", "flowers102"}
 
 
 @dataclass(frozen=True)
@@ -66,19 +64,19 @@ class EvalData:
         self._present: dict[str, Path] = {}
         if self.data_root is not None:
             present, missing = find_datasets(self.data_root)
-            self._present = {n: p for n, p in present.items() if DATASETS[n].folder != WORLD_FOLDER}
-            self.skipped.update({n: why for n, why in missing.items() if DATASETS[n].folder != WORLD_FOLDER})
+            self._present = {n: p for n, p in present.items() if DATASETS.get(n).folder != WORLD_FOLDER}
+            self.skipped.update({n: why for n, why in missing.items() if DATASETS.get(n).folder != WORLD_FOLDER})
         else:
             self.skipped.update({n: f"no --data-root given (expected layout: {spec.layout})"
-                                 for n, spec in DATASETS.items() if spec.folder != WORLD_FOLDER})
-        for spec in DATASETS.values():
+                                 for n, spec in DATASETS if spec.folder != WORLD_FOLDER})
+        for name, spec in DATASETS:
             if spec.folder == WORLD_FOLDER:
-                self._present[spec.name] = self.world
+                self._present[name] = self.world
 
     def names(self, suite: str) -> list[str]:
         """The datasets of `suite` that are present, world first."""
-        found = [n for n, spec in DATASETS.items() if spec.suite == suite and n in self._present]
-        return sorted(found, key=lambda n: DATASETS[n].folder != WORLD_FOLDER)
+        found = [n for n, spec in DATASETS if spec.suite == suite and n in self._present]
+        return sorted(found, key=lambda n: DATASETS.get(n).folder != WORLD_FOLDER)
 
     @cached_property
     def _world_digest(self) -> str:
@@ -102,7 +100,7 @@ class EvalData:
                       None if image_set.groups is None else image_set.groups[keep])
 
     def _read(self, name: str) -> ImageSet | Splits:
-        return DATASETS[name].read(self._present[name])
+        return DATASETS.get(name).read(self._present[name])
 
     @cached_property
     def _world_latents(self) -> Splits:
@@ -169,18 +167,14 @@ class EvalData:
                            for m, s in self._stats.items()}}
 
     @cached_property
-    def group_sets(self) -> list[tuple[Loaded, str]]:
-        """Every present real-world group set at the clean view, with its kind (spatial / appearance)."""
-        sets = []
-        for name in self.names("realworld"):
-            loaded = self._load(self._read(name), self.config.clean_view.resize)
-            sets.append((loaded, "spatial" if name in SPATIAL_SETS else "appearance"))
-        return sets
+    def group_sets(self) -> list[Loaded]:
+        """Every present real-world group set at the clean view, named after its dataset."""
+        return [self._load(self._read(name), self.config.clean_view.resize) for name in self.names("realworld")]
 
     def group_set_sizes(self) -> str:
         """'name: G groups, N images' for each group set, for table notes."""
         return ", ".join(f"{s.name}: {len(set(s.groups.tolist()))} groups, {len(s.groups)} images"
-                         for s, _ in self.group_sets)
+                         for s in self.group_sets)
 
     def tasks(self, suite: str) -> list[Task]:
         """Every present extrinsic or downstream task, decoded at the clean view."""
@@ -197,14 +191,9 @@ class EvalData:
                 if suite == "extrinsic":
                     train_set = seeded_draw(train_set, self.config.extrinsic_train_images, self.config.seed)
                     test_set = seeded_draw(test_set, self.config.extrinsic_test_images, self.config.seed)
-                size = self.config.clean_view.resize
-                metric = ("mean_per_class_accuracy" if name in PER_CLASS_METRIC else "accuracy") \
-                    if splits.task == "classification" else "r2"
-                kind = "recognition" if splits.task == "classification" else "pose"
-                if "colour" in name:
-                    kind = "appearance"
-                out[suite].append(Task(name, kind, splits.task, self._load(train_set, size), self._load(test_set, size),
-                                       splits.train.target_names, metric))
+                size, spec = self.config.clean_view.resize, DATASETS.get(name)
+                out[suite].append(Task(name, spec.kind, splits.task, self._load(train_set, size), self._load(test_set, size),
+                                       splits.train.target_names, spec.metric))
         return out
 
 

@@ -1,6 +1,8 @@
 """Run the chosen suites for the chosen models and collect one Results object."""
+import importlib
 import time
 from pathlib import Path
+from types import ModuleType
 
 from tqdm import tqdm
 
@@ -10,7 +12,7 @@ from fastinv.eval.context import EvalContext
 from fastinv.eval.data import EvalData
 from fastinv.eval.features import FeatureExtractor
 from fastinv.eval.modelspec import ModelSpec
-from fastinv.eval.suites import FEATURE_SUITES, SUITE_NAMES, correlation
+from fastinv.eval.suites import SUITES, SuiteSpec
 from fastinv.log import get_logger
 from fastinv.models import load_backbone
 from fastinv.results import Results, environment_meta
@@ -28,46 +30,51 @@ def build_context(models: list[ModelSpec], fusions: dict[str, list[str]], config
     return EvalContext(config, extractors, dict(fusions))
 
 
-_SUITES_READING = {"knn": ("downstream", "realworld")}  # suites that read the datasets of other suites
+def suite_module(spec: SuiteSpec) -> ModuleType:
+    """The module that holds suite `spec`'s code (`fastinv.eval.suites.<name>`)."""
+    return importlib.import_module(f"fastinv.eval.suites.{spec.name}")
 
 
-def _concerns(name: str, suites: list[str]) -> bool:
+def _unmet(spec: SuiteSpec, ctx: EvalContext, suites: list[str]) -> str | None:
+    """Why suite `spec` cannot run in a run of `suites` with the models of `ctx`, or None."""
+    if not set(spec.needs) <= set(suites):
+        return f"needs the {' and '.join(spec.needs)} suites in the same run"
+    if len(ctx.extractors) < spec.min_models:
+        return f"needs {spec.min_models} or more models besides fusions, got {len(ctx.extractors)}"
+    return None
+
+
+def _concerns(name: str, suites: list[SuiteSpec]) -> bool:
     """Whether a skipped entry (a missing dataset, or a file) matters to a run of `suites`."""
     if name not in DATASETS:
         return True
-    reads = set(suites).union(*(_SUITES_READING.get(s, ()) for s in suites))
-    return DATASETS[name].suite in reads
+    reads = {s.name for s in suites}.union(*(s.reads for s in suites))
+    return DATASETS.get(name).suite in reads
 
 
 def evaluate(models: list[ModelSpec], fusions: dict[str, list[str]], suites: list[str], config: EvalConfig,
              world: Path, *, data_root: Path | None = None, reference: Path | None = None,
              meta: dict | None = None) -> Results:
-    """Evaluate `models` (and their `fusions`) on `suites`; return every table with its settings.
+    """Evaluate `models` (and their `fusions`) on `suites`, in the registry's order; return every
+    table with its settings. An unknown suite name is a UsageError listing the valid ones.
 
     `reference` is the folder whose images give the reference statistics and the synthetic suite's
     images (ImageNet-val in the paper); the world's training split when None."""
-    unknown = sorted(set(suites) - set(SUITE_NAMES))
-    if unknown:
-        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; valid: {', '.join(SUITE_NAMES)}")
+    for name in suites:
+        SUITES.get(name)
+    chosen = [spec for name, spec in SUITES if name in suites]
     ctx = build_context(models, fusions, config)
     data = EvalData(config, Path(world), data_root, reference)
-    chosen = [FEATURE_SUITES[name] for name in FEATURE_SUITES if name in suites]
-    skipped: dict[str, str] = {}
-    correlated = correlation.models(ctx)
-    if "correlation" in suites and len(correlated) < correlation.MIN_MODELS:
-        skipped["correlation"] = f"needs {correlation.MIN_MODELS} or more models besides fusions, got {len(correlated)}"
-    if "correlation" in suites and not {"synthetic", "realworld"} <= set(suites):
-        skipped["correlation"] = "needs the synthetic and realworld suites in the same run"
+    skipped = {spec.name: why for spec in chosen if (why := _unmet(spec, ctx, suites)) is not None}
+    runnable = [(spec, suite_module(spec)) for spec in chosen if spec.name not in skipped]
     started = time.perf_counter()
+    steps = sum(len(module.items(data)) for spec, module in runnable if not spec.on_tables)
     tables = []
-    with tqdm(total=sum(suite.steps(ctx, data) for suite in chosen), desc="eval", unit="step",
-              disable=not config.progress) as bar:
+    with tqdm(total=len(ctx.extractors) * steps, desc="eval", unit="step", disable=not config.progress) as bar:
         ctx.bar = bar
-        for suite in chosen:
-            tables += suite.run(ctx, data)
-    if "correlation" in suites and "correlation" not in skipped:
-        tables += correlation.run(tables, correlated)
-    skipped.update({name: why for name, why in data.skipped.items() if _concerns(name, suites)})
+        for spec, module in runnable:
+            tables += module.run(tables, ctx) if spec.on_tables else module.run(ctx, data)
+    skipped.update({name: why for name, why in data.skipped.items() if _concerns(name, chosen)})
     run_meta = environment_meta(config.device)
     run_meta.update(meta or {})
     run_meta["seconds"] = round(time.perf_counter() - started, 1)

@@ -3,11 +3,12 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from fastinv.checkpoint import save_checkpoint
 from fastinv.errors import UsageError
+from fastinv.files import atomic_write
 
 EXPORT_SUFFIXES = (".pt", ".pth", ".safetensors")
 
@@ -26,9 +27,7 @@ def export_backbone(encoder: nn.Module, path: str | os.PathLike) -> Path:
         raise UsageError(f"export {target}: use one of the suffixes {', '.join(EXPORT_SUFFIXES)}")
     state = backbone_tensors(encoder)
     if target.suffix == ".safetensors":
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, target)
+        with atomic_write(target) as handle:
+            handle.write(save(state))
         return target
     return save_checkpoint(state, target)

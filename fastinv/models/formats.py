@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from fastinv.errors import DataError
-from fastinv.models.registry import Registry
+from fastinv.registry import Registry
 
 StateDict = dict[str, torch.Tensor]
 

@@ -12,7 +12,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from fastinv.errors import UsageError
 from fastinv.models.norm import NormLayer
-from fastinv.models.registry import Registry
+from fastinv.registry import Registry
 
 
 @dataclass(frozen=True)

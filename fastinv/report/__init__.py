@@ -3,7 +3,8 @@ from pathlib import Path
 
 from fastinv.report.figures import write_figures
 from fastinv.report.markdown import report_markdown
-from fastinv.results import Results, write_text_atomic
+from fastinv.files import atomic_write
+from fastinv.results import Results
 
 REPORT_FILE = "report.md"
 FIGURES_DIR = "figures"
@@ -16,7 +17,8 @@ def write_report(results: Results, out_dir: Path) -> Path:
     figures = write_figures(results, out / FIGURES_DIR)
     relative = {name: path.relative_to(out).as_posix() for name, path in figures.items()}
     path = out / REPORT_FILE
-    write_text_atomic(path, report_markdown(results, relative))
+    with atomic_write(path, "w") as handle:
+        handle.write(report_markdown(results, relative))
     return path
 
 

@@ -1,4 +1,10 @@
-"""The report's PNG figures, drawn with matplotlib's object API (Agg canvas, no display, no pyplot state)."""
+"""The report's PNG figures, drawn with matplotlib's object API (Agg canvas, no display, no pyplot state).
+
+Which tables a figure draws is what the suites declare (`fastinv.eval.suites`): Figure 1 has one
+panel per suite with a panel, the other figures draw the tables declared for them.
+"""
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -7,31 +13,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from fastinv.eval.suites import SUITES, table_spec
+from fastinv.files import atomic_write
 from fastinv.report.formatting import BULLET, MISSING, best_rows, decimals, format_number
 from fastinv.results import Results, Table
 
 DPI = 130
-# Section -> preferred tables for Figure 1, first present wins (similarities rather than distances).
-FIGURE1_PANELS: dict[str, tuple[str, ...]] = {
-    "synthetic": ("synthetic_cosine", "synthetic_mahalanobis"),
-    "realworld": ("realworld_cosine", "realworld_mahalanobis"),
-    "extrinsic": ("extrinsic_r2",),
-    "downstream": ("downstream_cv", "downstream_test"),
-}
-VALUE_LABELS = {
-    "synthetic_cosine": "cosine similarity",
-    "synthetic_mahalanobis": "Mahalanobis distance",
-    "realworld_cosine": "cosine similarity",
-    "realworld_mahalanobis": "Mahalanobis distance",
-    "extrinsic_r2": "test R²",
-    "downstream_cv": "5-fold CV score (acc. / R²)",
-    "downstream_test": "test score (acc. / R²)",
-    "knn_top1": "kNN top-1",
-    "correlation_spearman": "Spearman ρ",
-}
-PANEL_NAMES = {"synthetic": "Synthetic invariance", "realworld": "Real-world invariance",
-               "extrinsic": "Extrinsic invariance: regressing the latents",
-               "downstream": "Downstream linear probes"}
 # Column-group shading: the paper's green for spatial-like, orange for appearance-like columns.
 KIND_COLOURS = {"spatial": "#d6efd0", "pose": "#d6efd0", "appearance": "#fde2c4", "colour": "#fde2c4",
                 "color": "#fde2c4", "recognition": "#dbe8f6"}
@@ -41,8 +28,15 @@ FUSION_STYLES = ("-", "--", ":", "-.")
 
 
 def value_label(table: Table) -> str:
-    """What a table's numbers are, for an axis or colour-bar label."""
-    return VALUE_LABELS.get(table.key, "value")
+    """What a table's numbers are, for an axis or colour-bar label (as its suite declares; "value"
+    for a table no suite declares)."""
+    spec = table_spec(table.section, table.key)
+    return "value" if spec is None else spec.value_label
+
+
+def drawn_in(results: Results, figure: str) -> list[Table]:
+    """The tables of `results` that their suites declare for `figure` ("synthetic_heatmap", "correlation")."""
+    return [t for t in results.tables if (spec := table_spec(t.section, t.key)) is not None and spec.figure == figure]
 
 
 def model_styles(models: list[str]) -> dict[str, dict]:
@@ -71,15 +65,25 @@ def kind_colours(results: Results) -> dict[str, str]:
     return colours
 
 
+def _panel_rank(table: Table) -> tuple[int, bool] | None:
+    """Where `table` stands among its suite's choices for the Figure 1 panel (a per-dataset table
+    after its main dataset's), or None when it is not one of them."""
+    spec = table_spec(table.section, table.key)
+    if spec is None or spec.panel_rank is None:
+        return None
+    return spec.panel_rank, table.key != spec.key
+
+
 def figure1_tables(results: Results) -> list[Table]:
-    """The table drawn in each Figure 1 panel, one per section present, in the paper's order."""
+    """The table drawn in each Figure 1 panel, one per suite with a panel, in the registry's order:
+    the suite's first choice present, else its first table where higher is better, else its first."""
     chosen = []
-    for section, preferred in FIGURE1_PANELS.items():
-        candidates = [t for t in results.tables if t.section == section]
-        if not candidates:
+    for name, suite in SUITES:
+        candidates = [t for t in results.tables if t.section == name]
+        if suite.panel is None or not candidates:
             continue
-        by_key = {t.key: t for t in candidates}
-        ranked = [by_key[k] for k in preferred if k in by_key] + [t for t in candidates if t.better == "higher"]
+        ranked = sorted((t for t in candidates if _panel_rank(t) is not None), key=_panel_rank)
+        ranked += [t for t in candidates if t.better == "higher"]
         chosen.append((ranked or candidates)[0])
     return chosen
 
@@ -118,11 +122,18 @@ def _line_panel(ax: Axes, table: Table, order: list[str], styles: dict[str, dict
     ax.set_xticks(x, [str(c) for c in columns], rotation=30, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.5, len(columns) - 0.5)
     ax.set_ylabel(value_label(table))
-    invariance = table.section in ("synthetic", "realworld")
-    direction = f" ({table.better} = {'more invariant' if invariance else 'better'})" if table.better != "none" else ""
-    ax.set_title(PANEL_NAMES.get(table.section, table.title) + direction, fontsize=11, loc="left")
+    suite = SUITES.get(table.section)
+    direction = f" ({table.better} = {'more invariant' if suite.invariance else 'better'})" if table.better != "none" else ""
+    ax.set_title(suite.panel + direction, fontsize=11, loc="left")
     ax.grid(axis="y", color="white" if table.column_kinds else "#dddddd", linewidth=0.8)
     ax.set_axisbelow(True)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write `fig` as a PNG to `path` atomically; return `path`."""
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png")
+    return path
 
 
 def draw_figure1(results: Results, path: Path) -> Path | None:
@@ -150,8 +161,7 @@ def draw_figure1(results: Results, path: Path) -> Path | None:
     fig.legend([h for h, _ in handles], [label for _, label in handles], loc="outside right upper",
                title="model (black: fusion)", fontsize=9)
     fig.suptitle("Invariance and transfer by model (cf. paper Figure 1)", fontsize=13)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 def _text_colour(rgba: tuple[float, ...]) -> str:
@@ -193,7 +203,7 @@ def _heatmap(fig: Figure, ax: Axes, table: Table, rows: list[str], cmap_name: st
 
 def draw_synthetic_heatmap(results: Results, path: Path) -> Path | None:
     """Heat maps of the synthetic-invariance tables (models x transforms); None if there are none."""
-    tables = [t for t in results.tables if t.section == "synthetic"]
+    tables = drawn_in(results, "synthetic_heatmap")
     if not tables:
         return None
     width = max(8.0, 0.62 * max(len(t.columns) for t in tables) + 3.0)
@@ -210,22 +220,20 @@ def draw_synthetic_heatmap(results: Results, path: Path) -> Path | None:
         ax.set_title(table.title, fontsize=10, loc="left", pad=20)
     fig.suptitle(f"Synthetic invariance — bold: most invariant per transform; {BULLET}: significantly most "
                  "invariant", fontsize=11)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 def _transform_kinds(results: Results) -> dict[str, str]:
-    """Kind of each synthetic transform, taken from the synthetic tables' column kinds."""
+    """Kind of each synthetic transform, taken from the column kinds of the synthetic heat map's tables."""
     kinds: dict[str, str] = {}
-    for table in results.tables:
-        if table.section == "synthetic":
-            kinds.update(table.column_kinds)
+    for table in drawn_in(results, "synthetic_heatmap"):
+        kinds.update(table.column_kinds)
     return kinds
 
 
 def draw_correlation(results: Results, path: Path) -> Path | None:
     """Fig. E.1: Spearman correlation of synthetic (rows) vs real-world (columns) invariance; None if absent."""
-    tables = [t for t in results.tables if t.section == "correlation"]
+    tables = drawn_in(results, "correlation")
     if not tables:
         return None
     table = tables[0]
@@ -246,19 +254,30 @@ def draw_correlation(results: Results, path: Path) -> Path | None:
     ax.set_ylabel("synthetic transform")
     ax.set_xlabel("real-world dataset")
     ax.set_title(table.title, fontsize=10, loc="left", pad=20)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
-FIGURES = {"figure1": draw_figure1, "synthetic_heatmap": draw_synthetic_heatmap, "correlation": draw_correlation}
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure of the report: how it is drawn (None when its tables are absent) and its alt text."""
+
+    draw: Callable[[Results, Path], Path | None]
+    caption: str
+
+
+FIGURES: dict[str, FigureSpec] = {
+    "figure1": FigureSpec(draw_figure1, "Figure 1: overview"),
+    "synthetic_heatmap": FigureSpec(draw_synthetic_heatmap, "Synthetic invariance heat map"),
+    "correlation": FigureSpec(draw_correlation, "Spearman correlation, synthetic vs real-world"),
+}
 
 
 def write_figures(results: Results, folder: Path) -> dict[str, Path]:
     """Draw every figure whose tables exist into `folder`; return figure name -> PNG path."""
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, draw in FIGURES.items():
-        path = draw(results, folder / f"{name}.png")
+    for name, figure in FIGURES.items():
+        path = figure.draw(results, folder / f"{name}.png")
         if path is not None:
             written[name] = path
     return written

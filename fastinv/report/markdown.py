@@ -1,18 +1,12 @@
 """The Markdown text of a report: models, settings, skipped suites, then every table paper-style."""
 import json
 
+from fastinv.eval.suites import SUITES, table_spec
+from fastinv.report.figures import FIGURES
 from fastinv.report.formatting import BULLET, best_rows, decimals, format_number
 from fastinv.results import Results, Table
 
-SECTION_TITLES = {
-    "synthetic": "Synthetic invariance (paper Table 2)",
-    "realworld": "Real-world invariance (paper Table 3)",
-    "extrinsic": "Extrinsic invariance (paper Table 4)",
-    "downstream": "Downstream linear probes (paper Table 5)",
-    "knn": "kNN monitor",
-    "correlation": "Synthetic vs real-world invariance (paper Fig. E.1)",
-    "": "Other tables",
-}
+OTHER_TABLES = "Other tables"
 ENVIRONMENT_KEYS = ("fastinv", "torch", "torchvision", "numpy", "python", "device", "device_name", "cuda",
                     "platform", "created")
 _MAX_SETTING = 100
@@ -96,6 +90,21 @@ def _settings(meta: dict) -> list[str]:
     return [f"- {key}: `{_short(value)}`" for key, value in items.items()]
 
 
+def _section_title(section: str) -> str:
+    """The heading of a section: its suite's title, or a heading for tables of no suite."""
+    return SUITES.get(section).title if section else OTHER_TABLES
+
+
+def _figures_of(tables: list[Table]) -> list[str]:
+    """The figures (in report order) that draw any of `tables`, by their suites' declarations."""
+    declared = {spec.figure for t in tables if (spec := table_spec(t.section, t.key)) is not None}
+    return [name for name in FIGURES if name in declared]
+
+
+def _image(name: str, figures: dict[str, str]) -> list[str]:
+    return [f"![{FIGURES[name].caption}]({figures[name]})", ""]
+
+
 def report_markdown(results: Results, figures: dict[str, str]) -> str:
     """The whole report.md text; `figures` maps figure name -> path relative to the report."""
     meta = results.meta
@@ -111,18 +120,17 @@ def report_markdown(results: Results, figures: dict[str, str]) -> str:
     lines += [f"- **{_escape(name)}**: {reason}" for name, reason in results.skipped.items()] or ["Nothing was skipped."]
     lines.append("")
     if "figure1" in figures:
-        lines += ["## Overview (paper Figure 1)", "", f"![Figure 1: overview]({figures['figure1']})", ""]
+        lines += ["## Overview (paper Figure 1)", "", *_image("figure1", figures)]
     sections: dict[str, list[Table]] = {}
     for table in results.tables:
         sections.setdefault(table.section, []).append(table)
     for section, tables in sections.items():
-        lines += [f"## {SECTION_TITLES[section]}", ""]
+        lines += [f"## {_section_title(section)}", ""]
         for table in tables:
             lines += [f"### {table.title}", "", table_markdown(table, results.models), ""]
-        if section == "synthetic" and "synthetic_heatmap" in figures:
-            lines += [f"![Synthetic invariance heat map]({figures['synthetic_heatmap']})", ""]
-        if section == "correlation" and "correlation" in figures:
-            lines += [f"![Spearman correlation, synthetic vs real-world]({figures['correlation']})", ""]
+        for name in _figures_of(tables):
+            if name in figures:
+                lines += _image(name, figures)
     if not results.tables:
         lines += ["No tables were produced.", ""]
     return "\n".join(lines)

@@ -4,17 +4,19 @@ and the test score after refitting the best grid value on all training data."""
 import numpy as np
 
 from fastinv.eval.context import EvalContext
-from fastinv.eval.data import EvalData
+from fastinv.eval.data import EvalData, Task
 from fastinv.eval.modelspec import fusion_grid, width_units
+from fastinv.eval.suites import SUITES
 from fastinv.kernels import linear_probe
 from fastinv.results import Table
 
 NAME = "downstream"
+SUITE = SUITES.get(NAME)
 
 
-def steps(ctx: EvalContext, data: EvalData) -> int:
-    """Progress steps this suite will report."""
-    return len(ctx.extractors) * len(data.names(NAME))
+def items(data: EvalData) -> list[Task]:
+    """The probe tasks present."""
+    return data.tasks(NAME)
 
 
 def model_width(ctx: EvalContext, model: str) -> float:
@@ -31,12 +33,12 @@ def probe_grid(ctx: EvalContext, model: str) -> tuple[float, float, int]:
 def run(ctx: EvalContext, data: EvalData) -> list[Table]:
     """Tables downstream_cv (mean +/- std over folds) and downstream_test."""
     config = ctx.config
-    tasks = data.tasks(NAME)
+    tasks = items(data)
     cv = {m: {} for m in ctx.models}
     std = {m: {} for m in ctx.models}
     test = {m: {} for m in ctx.models}
     grids = {m: probe_grid(ctx, m) for m in ctx.models}
-    for task in tasks:
+    for task in ctx.each(NAME, tasks):
         for model in ctx.models:
             train_x = ctx.features(model, task.train.images, dataset=data.dataset_key(task.name, "train"), view=config.clean_view)
             test_x = ctx.features(model, task.test.images, dataset=data.dataset_key(task.name, "test"), view=config.clean_view)
@@ -49,8 +51,6 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
             cv[model][task.name] = float(result.cv_mean[result.best_index])
             std[model][task.name] = float(result.cv_std[result.best_index])
             test[model][task.name] = float(result.test_score)
-            if model in ctx.extractors:
-                ctx.advance(f"{NAME} {model} {task.name}")
     kinds = {task.name: task.kind for task in tasks}
     columns = [task.name for task in tasks]
     metrics = "; ".join(f"{task.name}: {task.task}, {task.metric}" for task in tasks)
@@ -63,8 +63,7 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
             f"{'; shifted: ' + ', '.join(shifted) if shifted else ''}. {config.folds}-fold CV on the training split. "
             f"{metrics}.")
     return [
-        Table(key="downstream_cv", title=f"Table 5: {config.folds}-fold CV score of linear probes (mean ± std, higher = better)",
-              columns=columns, rows=cv, std=std, better="higher", column_kinds=kinds, note=note, section=NAME),
-        Table(key="downstream_test", title="Table 5 (test): score after refitting the best grid value on all training data",
-              columns=columns, rows=test, better="higher", column_kinds=kinds, note=note, section=NAME),
+        Table(**SUITE.table_args("downstream_cv", folds=config.folds), columns=columns, rows=cv, std=std,
+              column_kinds=kinds, note=note),
+        Table(**SUITE.table_args("downstream_test"), columns=columns, rows=test, column_kinds=kinds, note=note),
     ]

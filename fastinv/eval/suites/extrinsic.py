@@ -7,17 +7,19 @@ import numpy as np
 
 from fastinv.eval.context import EvalContext
 from fastinv.eval.data import EvalData, Task
+from fastinv.eval.suites import SUITES
 from fastinv.kernels import KernelRidgeResult, kernel_ridge_cv
 from fastinv.results import Table
 from fastinv.world.config import POSE_LATENTS
 
 NAME = "extrinsic"
+SUITE = SUITES.get(NAME)
 _POSE_WORDS = ("pos", "rot", "scale")
 
 
-def steps(ctx: EvalContext, data: EvalData) -> int:
-    """Progress steps this suite will report."""
-    return len(ctx.extractors) * len(data.names(NAME))
+def items(data: EvalData) -> list[Task]:
+    """The latent regression tasks present, one table each."""
+    return data.tasks(NAME)
 
 
 def _kind(latent: str) -> str:
@@ -55,9 +57,6 @@ def _table(ctx: EvalContext, data: EvalData, task: Task) -> Table:
                                  backend=config.solver_backend)
         rows[model] = dict(zip(names, (float(v) for v in result.test_r2_per_output)))
         chosen[model] = chosen_pairs(names, result)
-        if model in ctx.extractors:
-            ctx.advance(f"{NAME} {model} {task.name}")
-    key = "extrinsic_r2" if task.name == "world_latents" else f"extrinsic_r2_{task.name}"
     note = (f"{task.name}: kernel ridge (RBF) per latent: alpha in logspace{config.krr_alphas} and gamma in "
             f"logspace{config.krr_gammas} chosen for each latent by {config.folds}-fold CV on its own R^2 (as the "
             "reference, one regression per latent), the feature scaler (StandardScaler) fit on each fold's training "
@@ -66,10 +65,10 @@ def _table(ctx: EvalContext, data: EvalData, task: Task) -> Table:
             f"(at most {config.extrinsic_test_images}). Features standardised, targets not (as the reference code; "
             f"the paper's text says both). Chosen alpha/gamma per latent: "
             f"{' | '.join(f'{m}: {c}' for m, c in chosen.items())}.")
-    return Table(key=key, title=f"Table 4 ({task.name}): test R^2 of kernel ridge regression of each latent (higher = better)",
-                 columns=names, rows=rows, better="higher", column_kinds={n: _kind(n) for n in names}, note=note, section=NAME)
+    return Table(**SUITE.table_args("extrinsic_r2", dataset=task.name), columns=names, rows=rows,
+                 column_kinds={n: _kind(n) for n in names}, note=note)
 
 
 def run(ctx: EvalContext, data: EvalData) -> list[Table]:
     """One table per extrinsic dataset: rows = models, columns = its latents."""
-    return [_table(ctx, data, task) for task in data.tasks(NAME)]
+    return [_table(ctx, data, task) for task in ctx.each(NAME, items(data))]

@@ -14,18 +14,20 @@ from tqdm import tqdm
 
 from fastinv.eval.context import EvalContext
 from fastinv.eval.data import EvalData
+from fastinv.eval.suites import SUITES
 from fastinv.pipelines.evaltf.views import resize_crop, to_float
 from fastinv.kernels import ReferenceStats, mahalanobis, whitened_cosine
 from fastinv.pipelines.eval_transforms import EVAL_TRANSFORMS, VIEW_RESIZE, EvalTransform
 from fastinv.results import Table
 
 NAME = "synthetic"
+SUITE = SUITES.get(NAME)
 COSINE_BOUNDS = (-2.0, 2.0)
 
 
-def steps(ctx: EvalContext, data: EvalData) -> int:
-    """Progress steps this suite will report."""
-    return len(ctx.extractors) * len(EVAL_TRANSFORMS)
+def items(data: EvalData) -> list[EvalTransform]:
+    """The transforms this suite measures, in the paper's order."""
+    return list(EVAL_TRANSFORMS.values())
 
 
 def _view_batches(images: Sequence[torch.Tensor], transform: EvalTransform, indices: list[int], ctx: EvalContext,
@@ -107,7 +109,8 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
     distance = {m: {} for m in ctx.models}
     similarity = {m: {} for m in ctx.models}
     winners, grids = {}, {}
-    for name, transform in EVAL_TRANSFORMS.items():
+    for transform in ctx.each(NAME, items(data)):
+        name = transform.name
         indices = transform.grid_indices(config.grid_size)
         grids[name] = {"indices": indices,
                        "magnitudes": [_json_magnitude(transform.applied(transform.magnitudes[i], pixel_scale)) for i in indices]}
@@ -116,8 +119,6 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
             distance[m][name] = float(scores[m]["distance"].mean())
             similarity[m][name] = float(scores[m]["similarity"].mean())
         winners[name] = ctx.winner({m: s["similarity"].mean(dim=1) for m, s in scores.items()}, COSINE_BOUNDS)
-        for model in ctx.extractors:
-            ctx.advance(f"{NAME} {model} {name}")
     ctx.meta["synthetic_grid"] = grids
     ctx.meta["synthetic_images"] = list(native.paths)
     kinds = {name: t.kind for name, t in EVAL_TRANSFORMS.items()}
@@ -130,9 +131,8 @@ def run(ctx: EvalContext, data: EvalData) -> list[Table]:
               f"{len(data.reference_images.paths)} images of {data.reference_images.name}: {estimators}.")
     significance = ctx.significance_note("images (per-image cosine averaged over magnitudes)", COSINE_BOUNDS)
     return [
-        Table(key="synthetic_mahalanobis", title="Table 2 (top): Mahalanobis distance to the clean view (lower = more invariant)",
-              columns=columns, rows=distance, better="lower", column_kinds=kinds, note=common, section=NAME),
-        Table(key="synthetic_cosine", title="Table 2 (bottom): whitened cosine similarity to the clean view (higher = more invariant)",
-              columns=columns, rows=similarity, better="higher", column_kinds=kinds, winners=winners,
-              note=f"{common} {significance}", section=NAME),
+        Table(**SUITE.table_args("synthetic_mahalanobis"), columns=columns, rows=distance, column_kinds=kinds,
+              note=common),
+        Table(**SUITE.table_args("synthetic_cosine"), columns=columns, rows=similarity, column_kinds=kinds,
+              winners=winners, note=f"{common} {significance}"),
     ]
