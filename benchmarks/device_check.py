@@ -146,7 +146,7 @@ def _installed(module: str) -> bool:
 def _sync(device) -> None:
     import torch
 
-    from fastinv.profiling import synchronize
+    from fastinv.profiling.timing import synchronize
     synchronize(torch.device(device))
 
 

@@ -1,21 +1,21 @@
 """Time the MoCo-v2 training step: fp32 vs AMP (bf16), NCHW vs channels_last, eager vs
 torch.compile, on whatever device is present, then split BN (the single-device default) against
-plain BN in alternating rounds. Prints a table with ratios to the fp32 / NCHW / eager baseline
-and the split / plain ratio. CPU default: resnet18 at 64 px, batch 32; --quick runs fewer steps
-and skips compile.
+plain BN in alternating rounds, then where the step's time goes (train_step with a stage timer).
+Prints a table with ratios to the fp32 / NCHW / eager baseline, the split / plain ratio and the
+stage split. CPU default: resnet18 at 64 px, batch 32; --quick runs fewer steps and skips compile.
 
     python benchmarks/train_step.py [--device cuda] [--arch resnet50 --image-size 224 --batch 64] [--quick]
 """
 import argparse
-import time
 from dataclasses import replace
 
 import torch
 
 from fastinv.devices import kernel_settings, parse_device
+from fastinv.profiling.timing import StageTimer, time_call
 from fastinv.train.config import DataConfig, ModelConfig, MoCoConfig, OptimConfig, RunConfig, TrainConfig
 from fastinv.train.distributed import DistInfo
-from fastinv.train.step import build_engine, train_step
+from fastinv.train.step import Engine, build_engine, train_step
 
 
 def step_config(arch: str, image_size: int, batch: int, bn_splits: int, device: str, queue: int,
@@ -32,26 +32,38 @@ def step_config(arch: str, image_size: int, batch: int, bn_splits: int, device: 
     )
 
 
+def _engine_and_views(cfg: TrainConfig, device: torch.device, steps: int) -> tuple[Engine, list[torch.Tensor]]:
+    """A seeded engine for `steps` steps and two fixed seeded random views in the run's memory format."""
+    engine = build_engine(cfg, DistInfo(0, 1, 0, device), steps_per_epoch=steps)
+    fmt = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    shape = (cfg.data.batch_size, 3, cfg.data.image_size, cfg.data.image_size)
+    return engine, [torch.randn(shape, generator=gen).to(device).contiguous(memory_format=fmt) for _ in range(2)]
+
+
 def time_step(cfg: TrainConfig, device: torch.device, warmup: int, steps: int) -> tuple[float, float]:
     """(median seconds per train_step, the last step's loss) on fixed seeded random views, device
     synchronised around each step, under the kernel settings of a training run."""
     with kernel_settings(device, cfg.run.deterministic):
-        engine = build_engine(cfg, DistInfo(0, 1, 0, device), steps_per_epoch=warmup + steps)
-        fmt = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
-        gen = torch.Generator().manual_seed(0)
-        shape = (cfg.data.batch_size, 3, cfg.data.image_size, cfg.data.image_size)
-        views = [torch.randn(shape, generator=gen).to(device).contiguous(memory_format=fmt) for _ in range(2)]
+        engine, views = _engine_and_views(cfg, device, warmup + steps)
         times, loss = [], None
         for step in range(warmup + steps):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            loss = train_step(engine, views[0], views[1], step)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            loss, seconds = time_call(lambda: train_step(engine, views[0], views[1], step), device)
             if step >= warmup:
-                times.append(time.perf_counter() - start)
+                times.append(seconds)
     return sorted(times)[len(times) // 2], float(loss)
+
+
+def stage_split(cfg: TrainConfig, device: torch.device, warmup: int, steps: int) -> dict[str, float]:
+    """Milliseconds per call of each stage of train_step (fastinv.train.step.STEP_STAGES), timed
+    with a StageTimer over `steps` steps after `warmup` untimed ones."""
+    with kernel_settings(device, cfg.run.deterministic):
+        engine, views = _engine_and_views(cfg, device, warmup + steps)
+        timer = StageTimer(device)
+        for step in range(warmup + steps):
+            train_step(engine, views[0], views[1], step, timer if step >= warmup else None)
+        totals = timer.totals()
+    return {name: 1e3 * seconds / calls for name, (seconds, calls) in totals.items()}
 
 
 def split_vs_plain(cfg: TrainConfig, device: torch.device, warmup: int, steps: int, rounds: int
@@ -104,6 +116,11 @@ def main() -> None:
     for name, seconds in ((f"split ({args.bn_splits})", split), ("plain", plain)):
         print(f"| {name:30} | {seconds * 1e3:7.1f} | {args.batch / seconds:5.0f} |")
     print(f"split / plain step time: {split / plain:.2f}x")
+    stages = stage_split(cfg, device, warmup, steps)
+    print(f"\nstage split of the {amp} channels_last step (split BN), mean of {steps} steps")
+    print(f"| {'stage':30} | ms/step | share |\n|{'-' * 32}|---------|-------|")
+    for name, ms in stages.items():
+        print(f"| {name:30} | {ms:7.1f} | {100 * ms / sum(stages.values()):4.0f}% |")
 
 
 if __name__ == "__main__":

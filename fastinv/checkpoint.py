@@ -5,7 +5,8 @@ A checkpoint is a dict of tensors and primitive containers only, so it loads wit
 """
 import os
 import random
-import tempfile
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from fastinv.errors import DataError, FastinvError
+from fastinv.files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
+ACCEPTED = ("fastinv reads its own checkpoints, state dicts of tensors saved with torch.save (.pt, .pth) and "
+            ".safetensors files, and never unpickles other objects; to use a checkpoint you trust, re-save its "
+            "state dict from your own Python, e.g. torch.save(torch.load(p, weights_only=False)[\"state_dict\"], q), "
+            "and pass q")
+_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
 
 
 class CheckpointWriteError(FastinvError):
@@ -24,36 +31,26 @@ class CheckpointWriteError(FastinvError):
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `state` to `path` atomically: a temporary file in the same folder, fsync, then
-    os.replace, so a crash leaves either the old or the new checkpoint, never a torn one."""
+    """Write `state` to `path` atomically and durably (`fastinv.files.atomic_write`), so a crash
+    leaves either the old or the new checkpoint, never a torn one."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_write(target) as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
         cause = _os_error(exc)
         if cause is not None:
             raise CheckpointWriteError(f"cannot write checkpoint {target}: {cause.strerror or cause}; any previous "
                                        "checkpoint there is kept (free disk space or choose another folder)") from exc
         raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
     return target
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint (torch file or .safetensors) onto the CPU without unpickling objects;
-    raise DataError in one line when the file is missing or not a safe checkpoint."""
+    raise DataError in one line when the file is missing or not a safe checkpoint. Warnings the
+    reader raises on the way to such an error are dropped (the error says what is wrong);
+    after a successful read they are passed on."""
     source = Path(path)
     if not source.is_file():
         raise DataError(f"checkpoint {source}: {'is not a file' if source.exists() else 'does not exist'}")
@@ -62,11 +59,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             return dict(load_file(source, device="cpu"))
         except (SafetensorError, OSError, ValueError) as exc:
             raise DataError(f"checkpoint {source}: not a readable safetensors file ({_first_line(exc)})") from None
-    try:
-        state = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail anywhere in the unpickler (IndexError, KeyError...)
-        raise DataError(f"checkpoint {source}: not a checkpoint that loads safely with weights_only=True "
-                        f"({_first_line(exc)})") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail anywhere in the unpickler (IndexError, KeyError...)
+            raise DataError(f"checkpoint {source}: {_unreadable(exc)}. {ACCEPTED}") from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if not isinstance(state, dict):
         raise DataError(f"checkpoint {source}: holds a {type(state).__name__}, expected a dict of tensors")
     return state
@@ -123,6 +123,20 @@ def _os_error(exc: BaseException | None) -> OSError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why torch's weights-only reader refused a file, in our words (torch's own message suggests
+    turning the safety off)."""
+    inner = exc.__context__ or exc
+    text = f"{exc} {inner}"
+    found = _GLOBAL.search(text)
+    if found:
+        return f"holds a pickled Python object ({found.group(1)}), not only tensors and plain containers"
+    if "zip archive" in text:
+        return "a damaged torch file (its zip archive cannot be read)"
+    detail = _first_line(inner)
+    return f"not a torch checkpoint, or a damaged one ({type(inner).__name__ if 'weights_only' in detail else detail})"
 
 
 def _first_line(exc: BaseException) -> str:

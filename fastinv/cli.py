@@ -1,12 +1,10 @@
 """The `fastinv` command: parses the subcommand and turns known errors into one-line messages."""
 import argparse
 import importlib
-import importlib.util
 import sys
-from types import ModuleType
 
 from fastinv import __version__
-from fastinv.commands import COMMANDS, CommandInfo
+from fastinv.commands import COMMANDS
 from fastinv.errors import FastinvError
 from fastinv.log import setup_logging
 
@@ -22,13 +20,6 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(USAGE_EXIT)
 
 
-def _command_module(info: CommandInfo) -> ModuleType | None:
-    name = f"fastinv.commands.{info.name.replace('-', '_')}"
-    if importlib.util.find_spec(name) is None:
-        return None
-    return importlib.import_module(name)
-
-
 def build_parser() -> OneLineParser:
     """Build the full `fastinv` argument parser with every subcommand."""
     parser = OneLineParser(
@@ -41,16 +32,12 @@ def build_parser() -> OneLineParser:
                         help="more log output (repeat for more); logs go to stderr")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for info in COMMANDS:
-        module = _command_module(info)
-        summary = module.HELP if module is not None else f"{info.summary} [not built yet]"
-        child = sub.add_parser(info.name, help=summary, description=summary,
+    for name in COMMANDS:
+        module = importlib.import_module(f"fastinv.commands.{name}")
+        child = sub.add_parser(name, help=module.HELP, description=module.HELP,
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        if module is not None:
-            module.add_arguments(child)
-            child.set_defaults(handler=module.run)
-        else:
-            child.set_defaults(handler=None, unbuilt=info)
+        module.add_arguments(child)
+        child.set_defaults(handler=module.run)
     return parser
 
 
@@ -62,9 +49,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return USAGE_EXIT
     setup_logging(-1 if args.quiet else args.verbose)
-    if args.handler is None:
-        sys.stderr.write(f"fastinv {args.command}: not built yet in fastinv {__version__}\n")
-        return USAGE_EXIT
     try:
         return int(args.handler(args) or 0)
     except FastinvError as exc:

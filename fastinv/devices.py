@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from fastinv.errors import UsageError
 
 DEVICE_CHOICES = "auto (CUDA when present, else cpu), cpu, cuda or cuda:N"
+AMP_MODES = ("auto", "bf16", "fp16", "none")
 CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"
 DETERMINISTIC_CUBLAS = (":4096:8", ":16:8")
 
@@ -42,6 +43,18 @@ def parse_device(text: str, flag: str = "--device"):
     if not getattr(module, "is_available", lambda: False)():
         raise UsageError(f"{flag} {text}: no {device.type} device is available here; use {DEVICE_CHOICES}")
     return device
+
+
+def amp_dtype(mode: str, device):
+    """The autocast dtype of precision `mode` (one of AMP_MODES) on `device`, or None for full
+    precision; 'auto' is bf16 on CUDA and none elsewhere."""
+    import torch
+    if mode == "auto":
+        mode = "bf16" if torch.device(device).type == "cuda" else "none"
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+    if mode not in dtypes:
+        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {mode!r}")
+    return dtypes[mode]
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
-"""Checks on user-supplied paths that turn OS errors into one-line usage errors."""
+"""Checks on user-supplied paths that turn OS errors into one-line usage errors, and the default cache folder."""
 import os
 import tempfile
 from pathlib import Path
 
 from fastinv.errors import DataError, UsageError
+
+DEFAULT_CACHE = Path.home() / ".cache" / "fastinv"  # features and generated worlds, unless --cache-dir says otherwise
 
 
 def writable_dir(path: str | os.PathLike, *, what: str = "--out") -> Path:

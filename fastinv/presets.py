@@ -11,14 +11,6 @@ WORLD_PRESETS: dict[str, WorldConfig] = {
 }
 
 
-def world_preset(name: str) -> WorldConfig:
-    """Return the world preset `name`; raise KeyError listing the valid names."""
-    try:
-        return WORLD_PRESETS[name]
-    except KeyError:
-        raise KeyError(f"unknown world preset {name!r}; valid: {', '.join(WORLD_PRESETS)}") from None
-
-
 RECIPES = ("default", "spatial", "appearance")
 
 

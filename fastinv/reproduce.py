@@ -34,8 +34,10 @@ def pretrain_recipe(preset: ReproducePreset, recipe: str, data_root: Path, out: 
 
 
 def reproduce(name: str, out: Path, *, world_root: Path, train_root: Path, device: str, seed: int,
-              progress: bool, cache_dir: Path) -> Path:
-    """Run the whole study of preset `name` into `out`; return the path of report.md."""
+              progress: bool, cache_dir: Path, data_root: Path | None = None, reference: Path | None = None) -> Path:
+    """Run the whole study of preset `name` into `out`; return the path of report.md. `data_root`
+    holds the evaluation datasets and `reference` the reference images (as `fastinv eval`'s
+    --data-root and --reference); without them only the world is evaluated."""
     preset = REPRODUCE_PRESETS[name]
     timings = {}
     started = time.perf_counter()
@@ -49,8 +51,8 @@ def reproduce(name: str, out: Path, *, world_root: Path, train_root: Path, devic
     fusions = {"+".join(parts): list(parts) for parts in preset.fusions}
     config = replace(preset.evaluation, device=device, seed=seed, progress=progress, cache_dir=cache_dir)
     begin = time.perf_counter()
-    results = evaluate(specs, fusions, list(preset.suites), config, world_root,
-                       meta={"command": "fastinv reproduce", "preset": name, "world": str(world_root),
+    results = evaluate(specs, fusions, list(preset.suites), config, world_root, data_root=data_root,
+                       reference=reference, meta={"command": "fastinv reproduce", "preset": name, "world": str(world_root),
                              "pretrain": {"recipes": list(preset.recipes), "arch": preset.model.arch,
                                           "epochs": preset.optim.epochs, "image_size": preset.data.image_size,
                                           "batch_size": preset.data.batch_size, "K": preset.moco.K,

@@ -1,4 +1,6 @@
-"""The `fastinv` command line: help, one-line errors with exit code 2, and `world` end to end."""
+"""The `fastinv` command line: help, one-line errors with exit code 2, light start-up, commands
+that do not import each other, and `world` end to end."""
+import ast
 import json
 import subprocess
 import sys
@@ -23,16 +25,45 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for info in COMMANDS:
-        assert info.name in out
+    for name in COMMANDS:
+        assert name in out
+    assert "not built yet" not in out
 
 
-@pytest.mark.parametrize("command", [info.name for info in COMMANDS])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: fastinv" in capsys.readouterr().out
+
+
+def test_parser_and_usage_errors_import_no_torch() -> None:
+    probe = ("import sys\nfrom fastinv.cli import main\ntry:\n    main(['pretrain', '--batch-size', 'x'])\n"
+             "except SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            cwd=tempfile.gettempdir())
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert result.stderr.count("\n") == 1 and "invalid int value" in result.stderr
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, at the top or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return names
+
+
+def test_no_command_and_no_profiler_imports_a_command() -> None:
+    package = Path(__file__).resolve().parents[1] / "fastinv"
+    for path in [*(package / "commands").glob("*.py"), *(package / "profiling").glob("*.py"),
+                 package / "train" / "flags.py"]:
+        commands = [name for name in _imported_modules(path) if name.startswith("fastinv.commands")]
+        assert not commands, f"{path} imports {commands}"
 
 
 def test_unknown_command_is_one_line_exit_2() -> None:
@@ -79,3 +110,18 @@ def test_world_end_to_end(tmp_path: Path) -> None:
     again = _run(*args)
     assert again.returncode == 2 and "not empty" in again.stderr
     assert _run(*args, "--overwrite").returncode == 0
+
+
+@pytest.mark.parametrize("make, needle", [
+    ([], "--preset paper needs ImageNet-1k"),
+    (["train"], "val: does not exist"),
+    (["val"], "train: does not exist"),
+])
+def test_reproduce_paper_needs_imagenet_train_and_val(tmp_path: Path, make: list[str], needle: str) -> None:
+    for name in make:
+        (tmp_path / "imagenet" / name).mkdir(parents=True)
+    flags = ["--imagenet", str(tmp_path / "imagenet")] if make else []
+    result = _run("reproduce", "--preset", "paper", *flags, "--out", str(tmp_path / "out"),
+                  "--cache-dir", str(tmp_path / "cache"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr

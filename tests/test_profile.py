@@ -7,10 +7,12 @@ import torch
 
 from fastinv.cli import OneLineParser, main
 from fastinv.commands import profile
-from fastinv.profiling import ProfileReport, StageTimer, format_table
+from fastinv.profiling.report import ProfileReport, format_table
+from fastinv.profiling.timing import StageTimer
+from fastinv.profiling.train import TRAIN_HOW
+from fastinv.train.step import STEP_STAGES
 
-TRAIN_STAGES = {"data_wait", "h2d", "forward_query", "momentum_update", "forward_keys_loss", "backward", "optimizer",
-                "enqueue"}
+TRAIN_STAGES = {"data_wait", "h2d", *STEP_STAGES}
 
 
 def _subparsers(parser: OneLineParser) -> dict:
@@ -21,7 +23,7 @@ def test_every_flag_of_every_mode_has_help():
     parser = OneLineParser(prog="fastinv profile")
     profile.add_arguments(parser)
     modes = _subparsers(parser)
-    assert set(modes) == set(profile.MODES)
+    assert set(modes) == {"loader", "train", "eval"}
     for sub in modes.values():
         assert all(action.help for action in sub._actions), sub.prog
 
@@ -96,27 +98,24 @@ def test_profile_eval_table_and_json(tiny_world, tmp_path, capsys):
     assert result["settings"]["train_images"] == 84 and result["settings"]["test_images"] == 42
 
 
-def test_instrumented_step_matches_train_step(tiny_world):
-    from fastinv.train.config import DataConfig, ModelConfig, MoCoConfig, RunConfig, TrainConfig
-    from fastinv.train.distributed import DistInfo
-    from fastinv.train.step import build_engine, train_step
-    cfg = TrainConfig(data=DataConfig(root=str(tiny_world), image_size=16, batch_size=4),
-                      model=ModelConfig(arch="resnet10x0.25", bn="split", bn_splits=2),
-                      moco=MoCoConfig(K=16, m=0.9), run=RunConfig(out="-", amp="none", seed=3))
-    dist = DistInfo(0, 1, 0, torch.device("cpu"))
-    views = torch.randn(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    real, replica = build_engine(cfg, dist, 4), build_engine(cfg, dist, 4)
-    for step in range(2):
-        expected = train_step(real, views[0], views[1], step)
-        got = profile.instrumented_step(replica, views[0], views[1], step, StageTimer("cpu"))
-        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
-    for a, b in zip(real.moco.state_dict().values(), replica.moco.state_dict().values()):
-        assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6)
+def test_every_train_stage_is_described():
+    assert set(TRAIN_HOW) == TRAIN_STAGES
+
+
+@pytest.mark.parametrize("flag", ["--out", "--resume", "--ckpt-every", "--log-every", "--knn-every", "--knn-train",
+                                  "--knn-test", "--knn-k", "--max-steps", "--tensorboard", "--no-progress"])
+def test_profile_train_refuses_the_flags_of_a_whole_run(flag, capsys):
+    value = [] if flag in ("--tensorboard", "--no-progress") else ["1"]
+    with pytest.raises(SystemExit) as exc:
+        main(["profile", "train", "--data", "DATA", flag, *value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "unrecognized arguments" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "DATA", "--steps", "0"], "--steps must be >= 1"),
-    (["train", "--data", "DATA", "--queue-size", "100", "--batch-size", "8"], "--queue-size"),
+    (["train", "--data", "DATA", "--queue-size", "100", "--batch-size", "8"], "--queue-size 100 must be a multiple"),
+    (["train", "--data", "DATA", "--batch-size", "1"], "--batch-size must be at least 2"),
     (["eval"], "needs --data"),
     (["eval", "--data", "DATA", "--folds", "1"], "--folds must be at least 2"),
     (["loader", "--data", "DATA/trainset", "--device", "cuda:0"], "CUDA is not available"),

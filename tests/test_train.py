@@ -12,13 +12,14 @@ import torch.nn.functional as F
 from fastinv.checkpoint import load_checkpoint
 from fastinv.errors import UsageError
 from fastinv.models import build_resnet, load_backbone
-from fastinv.train.config import DataConfig, ModelConfig, MoCoConfig, OptimConfig, RunConfig, TrainConfig
+from fastinv.profiling.timing import StageTimer
+from fastinv.train.config import ConfigError, DataConfig, ModelConfig, MoCoConfig, OptimConfig, RunConfig, TrainConfig
 from fastinv.train.distributed import DistInfo
 from fastinv.train.loop import train
 from fastinv.train.moco import MoCo
 from fastinv.train.monitor import NonFiniteLossError, read_metrics
 from fastinv.train.schedule import cosine_schedule
-from fastinv.train.step import build_engine, train_step
+from fastinv.train.step import STEP_STAGES, build_engine, train_step
 from fastinv.world.config import WorldConfig
 from fastinv.world.generate import generate_world
 
@@ -45,18 +46,20 @@ def test_cosine_schedule_warms_up_then_decays_to_final():
 
 
 @pytest.mark.parametrize("change,world,match", [
-    ({"moco": MoCoConfig(K=100)}, 1, "multiple of the keys"),
+    ({"moco": MoCoConfig(K=100)}, 1, "moco.K 100 must be a multiple of the keys"),
     ({"moco": MoCoConfig(K=384, symmetric=True)}, 1, "x 2 views"),
-    ({"model": ModelConfig(bn="shuffle")}, 1, "split"),
-    ({"model": ModelConfig(bn="split", bn_splits=5)}, 1, "bn-splits"),
-    ({"model": ModelConfig(bn="sync"), "run": RunConfig(out="-", device="cpu")}, 2, "CUDA"),
-    ({"run": RunConfig(out="-", device="tpu")}, 1, "unknown device"),
-    ({"moco": MoCoConfig(K=256, m=1.0)}, 1, "momentum"),
-    ({}, 3, "divisible"),
+    ({"model": ModelConfig(bn="shuffle")}, 1, "model.bn shuffle needs several processes.*model.bn split"),
+    ({"model": ModelConfig(bn="split", bn_splits=5)}, 1, "multiple of model.bn_splits 5"),
+    ({"model": ModelConfig(bn="sync"), "run": RunConfig(out="-", device="cpu")}, 2, "model.bn sync needs CUDA"),
+    ({"run": RunConfig(out="-", device="tpu")}, 1, "run.device 'tpu': unknown device"),
+    ({"moco": MoCoConfig(K=256, m=1.0)}, 1, r"moco.m must be in \[0, 1\)"),
+    ({"data": DataConfig(root="x", batch_size=1)}, 1, "data.batch_size must be at least 2, got 1"),
+    ({"run": RunConfig(out="-", max_steps=0)}, 1, "run.max_steps must be at least 1"),
+    ({}, 3, "data.batch_size 128 .* divisible"),
 ])
-def test_config_errors_say_how_to_fix(change, world, match, tmp_path):
+def test_config_errors_name_the_field_and_say_how_to_fix(change, world, match, tmp_path):
     cfg = replace(TrainConfig(DataConfig(root="x", batch_size=128), RunConfig(out=str(tmp_path))), **change)
-    with pytest.raises(UsageError, match=match):
+    with pytest.raises(ConfigError, match=match):
         cfg.validate(world)
 
 
@@ -134,6 +137,23 @@ def test_step_runs_under_each_precision(amp, symmetric, clip, tmp_path):
     assert engine.moco.queue_ptr.item() == (2 * 16 * (2 if symmetric else 1)) % 64
     assert not torch.equal(before, engine.moco.encoder_q.conv1.weight)
     assert engine.scaler.is_enabled() == (amp == "fp16")
+
+
+@pytest.mark.parametrize("amp,symmetric,clip", [("bf16", True, 1.0), ("none", False, 0.0)])
+def test_timed_step_gives_the_same_loss_and_weights_as_the_untimed_step(amp, symmetric, clip, tmp_path):
+    cfg = tiny_config("x", tmp_path)
+    cfg = replace(cfg, moco=replace(cfg.moco, symmetric=symmetric), optim=replace(cfg.optim, clip_grad=clip),
+                  run=replace(cfg.run, amp=amp))
+    views = torch.randn(2, 16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    untimed, timed = build_engine(cfg, CPU, steps_per_epoch=3), build_engine(cfg, CPU, steps_per_epoch=3)
+    timer = StageTimer("cpu")
+    for step in range(3):
+        assert torch.equal(train_step(untimed, views[0], views[1], step),
+                           train_step(timed, views[0], views[1], step, timer))
+    for (name, a), b in zip(untimed.moco.state_dict().items(), timed.moco.state_dict().values()):
+        assert torch.equal(a, b), name
+    totals = timer.totals()
+    assert tuple(totals) == STEP_STAGES and all(calls == 3 for _, calls in totals.values())
 
 
 def _short_run(tmp_path, recipe: str, queue_init: str = "empty", **run) -> list[dict]:

@@ -4,16 +4,15 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from fastinv.devices import parse_device
+from fastinv.devices import AMP_MODES, parse_device
 from fastinv.errors import DataError, UsageError
 from fastinv.eval.config import EVAL_PRESETS, SUITE_NAMES
 from fastinv.eval.modelspec import parse_fusion, parse_model
-from fastinv.paths import existing_dir, writable_dir
+from fastinv.paths import DEFAULT_CACHE, existing_dir, writable_dir
 from fastinv.presets import WORLD_PRESETS
 from fastinv.world import ensure_world, read_world_config
 
 HELP = "measure synthetic and real-world invariance and downstream transfer of trained models"
-DEFAULT_CACHE = Path.home() / ".cache" / "fastinv"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kNN search: torch (chunked matmul + top-k on --device) or faiss (faiss-gpu on CUDA, "
                         "faiss-cpu otherwise)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 128)")
-    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none",
-                        help="autocast dtype of the forward pass; 'none' keeps float32 features")
+    parser.add_argument("--amp", choices=AMP_MODES, default="none",
+                        help="autocast dtype of the forward pass; 'none' keeps float32 features, 'auto' is bf16 on "
+                        "CUDA and none elsewhere")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory (channels_last is faster on most devices)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE),
                         help="where features (and the on-demand world) are cached; a re-run recomputes nothing")

@@ -5,9 +5,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from fastinv.devices import amp_dtype
 from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
-
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -29,9 +28,8 @@ class FeatureExtractor:
 
     def __init__(self, backbone: nn.Module, device: str | torch.device, *, amp: str = "none",
                  channels_last: bool = True, batch_size: int = 128):
-        if amp not in ("none", *_AMP_DTYPES):
-            raise ValueError(f"amp must be one of none, bf16, fp16; got {amp!r}")
         self.device = torch.device(device)
+        self.amp_dtype = amp_dtype(amp, self.device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = backbone.to(self.device, memory_format=self.memory_format).eval().requires_grad_(False)
         self.amp = amp
@@ -51,9 +49,7 @@ class FeatureExtractor:
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features (N, D) float32 for one batch of images."""
         batch = self.normalise(images)
-        if self.amp == "none":
-            return self.model(batch).float()
-        with torch.autocast(device_type=self.device.type, dtype=_AMP_DTYPES[self.amp]):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             return self.model(batch).float()
 
     def extract(self, batches: Iterable[torch.Tensor], transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:

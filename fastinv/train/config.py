@@ -6,13 +6,17 @@ dataclass; `TrainConfig` bundles them and checks the rules that involve several 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fastinv.devices import parse_device
+from fastinv.devices import AMP_MODES, parse_device
 from fastinv.errors import UsageError
 
-AMP_MODES = ("auto", "bf16", "fp16", "none")
 BN_MODES = ("auto", "shuffle", "sync", "split", "plain")
 LOADERS = ("torch", "dali", "ffcv")
 QUEUE_INITS = ("empty", "random")
+
+
+class ConfigError(UsageError):
+    """A TrainConfig value that breaks a rule; the message names fields as part.name
+    (data.batch_size), which a command line can rewrite as its flags (fastinv.train.flags)."""
 
 
 @dataclass(frozen=True)
@@ -111,46 +115,48 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def validate(self, world_size: int = 1) -> None:
-        """Check values and cross-part rules; raise UsageError saying how to fix the first problem."""
+        """Check values and cross-part rules for `world_size` processes; raise ConfigError naming
+        the fields as written here (data.batch_size) and saying how to fix the first problem."""
         d, m, q, o, r = self.data, self.model, self.moco, self.optim, self.run
-        _choice("--loader", d.loader, LOADERS)
-        _choice("--amp", r.amp, AMP_MODES)
-        _choice("--bn", m.bn, BN_MODES)
-        _choice("--queue-init", q.queue_init, QUEUE_INITS)
-        _positive("--image-size", d.image_size, 16)
-        _positive("--batch-size", d.batch_size, 2)
-        _positive("--epochs", o.epochs, 1)
-        _positive("--queue-size", q.K, 1)
-        _positive("--head-dim", m.head_dim, 1)
-        _positive("--ckpt-every", r.ckpt_every, 1)
-        _positive("--log-every", r.log_every, 1)
-        if d.workers < 0 or r.knn_every < 0 or (m.head_hidden is not None and m.head_hidden < 0):
-            raise UsageError("--workers, --knn-every and --head-hidden must not be negative")
+        _choice("data.loader", d.loader, LOADERS)
+        _choice("run.amp", r.amp, AMP_MODES)
+        _choice("model.bn", m.bn, BN_MODES)
+        _choice("moco.queue_init", q.queue_init, QUEUE_INITS)
+        for name, value, low in (("data.image_size", d.image_size, 16), ("data.batch_size", d.batch_size, 2),
+                                 ("data.workers", d.workers, 0), ("model.head_dim", m.head_dim, 1),
+                                 ("model.head_hidden", m.head_hidden, 0), ("moco.K", q.K, 1),
+                                 ("optim.epochs", o.epochs, 1), ("run.ckpt_every", r.ckpt_every, 1),
+                                 ("run.log_every", r.log_every, 1), ("run.knn_every", r.knn_every, 0),
+                                 ("run.max_steps", r.max_steps, 1)):
+            if value is not None and value < low:
+                raise ConfigError(f"{name} must be at least {low}, got {value}")
         if not 0.0 <= q.m < 1.0:
-            raise UsageError(f"--momentum (m) must be in [0, 1), got {q.m}; the paper uses 0.999 (0.99 for short runs)")
+            raise ConfigError(f"moco.m must be in [0, 1), got {q.m}; the paper uses 0.999 (0.99 for short runs)")
         if q.T <= 0:
-            raise UsageError(f"--temperature (T) must be positive, got {q.T}; the paper uses 0.2")
+            raise ConfigError(f"moco.T must be positive, got {q.T}; the paper uses 0.2")
         if o.lr is not None and o.lr <= 0:
-            raise UsageError(f"--lr must be positive, got {o.lr}")
+            raise ConfigError(f"optim.lr must be positive, got {o.lr}")
         if d.batch_size % world_size:
-            raise UsageError(f"--batch-size {d.batch_size} (global) must be divisible by the {world_size} processes")
+            raise ConfigError(f"data.batch_size {d.batch_size} (global) must be divisible by the {world_size} "
+                              "processes")
         per_step = d.batch_size * (2 if q.symmetric else 1)
         if q.K % per_step:
-            raise UsageError(f"--queue-size K={q.K} must be a multiple of the keys enqueued per step ({per_step} = "
-                             f"global batch{' x 2 views (symmetric)' if q.symmetric else ''}); e.g. "
-                             f"{max(per_step, q.K // per_step * per_step)}")
-        device = parse_device(r.device)
+            raise ConfigError(f"moco.K {q.K} must be a multiple of the keys enqueued per step ({per_step} = "
+                              f"global batch{' x 2 views (symmetric)' if q.symmetric else ''}); e.g. "
+                              f"{max(per_step, q.K // per_step * per_step)}")
+        try:
+            device = parse_device(r.device, "run.device")
+        except UsageError as exc:
+            raise ConfigError(str(exc)) from None
         bn = self.bn_mode(world_size)
         if bn == "shuffle" and world_size == 1:
-            raise UsageError("--bn shuffle needs several processes (launch with torchrun); on one device use "
-                             "--bn split, which keeps a query and its key in different BN sub-batches")
+            raise ConfigError("model.bn shuffle needs several processes (launch with torchrun); on one device use "
+                              "model.bn split, which keeps a query and its key in different BN sub-batches")
         if bn == "sync" and world_size > 1 and device.type != "cuda":
-            raise UsageError("--bn sync needs CUDA devices (torch SyncBatchNorm); on CPU use --bn shuffle")
+            raise ConfigError("model.bn sync needs CUDA devices (torch SyncBatchNorm); on CPU use model.bn shuffle")
         if bn == "split" and (d.batch_size // world_size) % m.bn_splits:
-            raise UsageError(f"--bn split: the per-process batch {d.batch_size // world_size} must be a multiple "
-                             f"of --bn-splits {m.bn_splits}")
-        if r.max_steps is not None and r.max_steps < 1:
-            raise UsageError(f"--max-steps must be at least 1, got {r.max_steps}")
+            raise ConfigError(f"model.bn split: the per-process batch {d.batch_size // world_size} must be a "
+                              f"multiple of model.bn_splits {m.bn_splits}")
 
     def bn_mode(self, world_size: int) -> str:
         """The batch-norm mode in effect ('auto' resolved for `world_size` processes)."""
@@ -175,11 +181,6 @@ def resume_mismatches(saved: dict[str, Any], current: "TrainConfig") -> list[str
             for part, key in RESUME_KEYS if saved.get(part, {}).get(key) != now[part][key]]
 
 
-def _choice(flag: str, value: str, valid: tuple[str, ...]) -> None:
+def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
-        raise UsageError(f"{flag} {value!r}: choose one of {', '.join(valid)}")
-
-
-def _positive(flag: str, value: int, low: int) -> None:
-    if value < low:
-        raise UsageError(f"{flag} must be at least {low}, got {value}")
+        raise ConfigError(f"{name} {value!r}: choose one of {', '.join(valid)}")

@@ -59,6 +59,7 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainSummary:
     # -- processes and settings ----------------------------------------------------------------
     cfg.validate(dist.world_size)
     out = writable_dir(cfg.run.out)
+    resume_from = _read_resume(cfg, out)  # a bad checkpoint fails here, before any work
 
     # -- data ----------------------------------------------------------------------------------
     loader = build_pretrain_loader(cfg, dist)
@@ -82,7 +83,7 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainSummary:
     if dist.is_main:
         for stale in remove_partial_writes(out):
             _log.info("removed %s, left by an interrupted checkpoint write", stale)
-    step = _resume(cfg, engine, out)
+    step = _restore(engine, *resume_from) if resume_from is not None else 0
     saved_step = step
 
     # -- loop -----------------------------------------------------------------------------------
@@ -152,11 +153,12 @@ def _checkpoint_state(cfg: TrainConfig, engine: Engine, step: int, steps_per_epo
     }
 
 
-def _resume(cfg: TrainConfig, engine: Engine, out: Path) -> int:
-    """Restore a checkpoint if one is named or present in `out`; return the global step to start at."""
+def _read_resume(cfg: TrainConfig, out: Path) -> tuple[Path, dict] | None:
+    """(path, state) of the checkpoint to resume from, if one is named or present in `out`,
+    checked against the run's settings."""
     path = Path(cfg.run.resume) if cfg.run.resume else find_checkpoint(out)
     if path is None:
-        return 0
+        return None
     state = load_checkpoint(path)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"--resume {path}: not a fastinv pretrain checkpoint (no format {CHECKPOINT_FORMAT!r}); "
@@ -165,6 +167,11 @@ def _resume(cfg: TrainConfig, engine: Engine, out: Path) -> int:
     if mismatches:
         raise UsageError(f"cannot resume from {path}: settings differ ({'; '.join(mismatches)}); use the "
                          "original settings or a new --out")
+    return path, state
+
+
+def _restore(engine: Engine, path: Path, state: dict) -> int:
+    """Load a checked checkpoint into the engine and the RNGs; return the global step to start at."""
     engine.moco.load_state_dict(state["model"])
     engine.optimizer.load_state_dict(state["optimizer"])
     if state["scaler"]:

@@ -1,11 +1,14 @@
 """The MoCo-v2 optimisation step and everything it touches (the `Engine`)."""
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from fastinv.devices import amp_dtype
 from fastinv.log import get_logger
 from fastinv.models import build_resnet, feature_dim, mlp_head, norm_layer
 from fastinv.train.config import TrainConfig
@@ -15,6 +18,8 @@ from fastinv.train.schedule import cosine_schedule
 
 _log = get_logger(__name__)
 _SHUFFLE_FOR_BN = {"shuffle": "ranks", "split": "local", "sync": "none", "plain": "none"}
+# The stages of train_step, in order; data loading and the host-to-device copy come before them.
+STEP_STAGES = ("forward_query", "momentum_update", "forward_keys_loss", "backward", "optimizer", "enqueue")
 
 
 @dataclass
@@ -31,13 +36,6 @@ class Engine:
     symmetric: bool
     clip_grad: float
     device: torch.device
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for --amp `mode` on `device` ('auto': bf16 on CUDA, none on CPU)."""
-    if mode == "auto":
-        mode = "bf16" if device.type == "cuda" else "none"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[mode]
 
 
 def build_encoder(cfg: TrainConfig, world_size: int) -> nn.Module:
@@ -87,26 +85,46 @@ def build_engine(cfg: TrainConfig, dist: DistInfo, steps_per_epoch: int) -> Engi
                   clip_grad=cfg.optim.clip_grad, device=dist.device)
 
 
-def train_step(engine: Engine, view1: torch.Tensor, view2: torch.Tensor, step: int) -> torch.Tensor:
+class StepTimer(Protocol):
+    """What `train_step` times its stages with (e.g. fastinv.profiling.timing.StageTimer)."""
+
+    def stage(self, name: str) -> AbstractContextManager[object]:
+        """A context manager that times the enclosed code as one call of stage `name`."""
+
+
+def _untimed(name: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+def train_step(engine: Engine, view1: torch.Tensor, view2: torch.Tensor, step: int,
+               timer: StepTimer | None = None) -> torch.Tensor:
     """One MoCo-v2 step at global step `step`: queries, momentum update, keys, InfoNCE, the
     optimiser step (AMP order: scale, backward, unscale, clip, step, update), then enqueue.
-    Returns the detached loss without synchronising the device."""
+    Returns the detached loss without synchronising the device. With a `timer`, each of
+    STEP_STAGES runs under `timer.stage(name)`, in that order; the work is the same either way."""
+    stage = _untimed if timer is None else timer.stage
     for group in engine.optimizer.param_groups:
         group["lr"] = float(engine.lr[step])
     moco = engine.moco
-    with torch.autocast(engine.device.type, dtype=engine.amp_dtype or torch.float32,
-                        enabled=engine.amp_dtype is not None):
+    autocast = dict(device_type=engine.device.type, dtype=engine.amp_dtype or torch.float32,
+                    enabled=engine.amp_dtype is not None)
+    with stage("forward_query"), torch.autocast(**autocast):
         queries = engine.query(view1, view2) if engine.symmetric else engine.query(view1)
+    with stage("momentum_update"):
         moco.momentum_update(engine.m)
-        key_views = [view1, view2] if engine.symmetric else [view2]
-        keys, gathered = moco.encode_keys(key_views, step)
-    loss = moco.pair_loss(queries, keys)
-    engine.optimizer.zero_grad(set_to_none=True)
-    engine.scaler.scale(loss).backward()
-    if engine.clip_grad > 0:
-        engine.scaler.unscale_(engine.optimizer)
-        nn.utils.clip_grad_norm_(moco.encoder_q.parameters(), engine.clip_grad)
-    engine.scaler.step(engine.optimizer)
-    engine.scaler.update()
-    moco.enqueue(torch.cat(gathered))
+    with stage("forward_keys_loss"):
+        with torch.autocast(**autocast):
+            keys, gathered = moco.encode_keys([view1, view2] if engine.symmetric else [view2], step)
+        loss = moco.pair_loss(queries, keys)
+    with stage("backward"):
+        engine.optimizer.zero_grad(set_to_none=True)
+        engine.scaler.scale(loss).backward()
+    with stage("optimizer"):
+        if engine.clip_grad > 0:
+            engine.scaler.unscale_(engine.optimizer)
+            nn.utils.clip_grad_norm_(moco.encoder_q.parameters(), engine.clip_grad)
+        engine.scaler.step(engine.optimizer)
+        engine.scaler.update()
+    with stage("enqueue"):
+        moco.enqueue(torch.cat(gathered))
     return loss.detach()

@@ -12,7 +12,8 @@ Layout under the output folder:
 
 Latents are drawn in the parent process from the seed; rendering and JPEG encoding run in
 worker processes and are pure functions of the latents, so the bytes do not depend on the
-number of workers.
+number of workers. PIL and tqdm are imported only when a world is written: the command line
+imports this module (through the presets) at start-up.
 """
 import hashlib
 import json
@@ -23,15 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
 from fastinv import __version__
 from fastinv.world.config import LATENT_NAMES, LATENTS, LIGHT_LATENTS, POSE_LATENTS, WorldConfig
 from fastinv.world.render import render
 
 FORMAT_VERSION = 1
-SPLITS = ("trainset", "testset")
 _SPLIT_STREAM = {"trainset": 1, "testset": 2, "pose": 3, "light": 4}
 
 
@@ -89,6 +87,8 @@ def _group_jobs(config: WorldConfig, root: Path, kind: str, count: int, varying:
 
 
 def _write_chunk(args: tuple[list[_Job], int, int]) -> int:
+    from PIL import Image
+
     jobs, size, quality = args
     for job in jobs:
         pixels = render(job.shape, np.asarray(job.latents), size)
@@ -110,6 +110,8 @@ def _metadata(config: WorldConfig, counts: dict[str, int]) -> dict:
 
 def generate_world(config: WorldConfig, out: Path, *, progress: bool = True) -> WorldSummary:
     """Render the world described by `config` into the folder `out` (created if needed)."""
+    from tqdm import tqdm
+
     config.validate()
     out = Path(out)
     parts = {
