@@ -48,6 +48,8 @@ class _TwoCrops:
 def reference_loader(root: Path, size: int, batch_size: int, workers: int):
     """torchvision ImageFolder + the MoCo-v2 PIL augmentation, two crops, in a DataLoader."""
     from torchvision import datasets, transforms as T
+
+    from fastinv.pipelines.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
     aug = T.Compose([
         T.RandomResizedCrop(size, scale=(0.2, 1.0)),
         T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
@@ -55,7 +57,7 @@ def reference_loader(root: Path, size: int, batch_size: int, workers: int):
         T.RandomApply([_PilBlur()], p=0.5),
         T.RandomHorizontalFlip(),
         T.ToTensor(),
-        T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
     ])
     data = datasets.ImageFolder(str(root), _TwoCrops(aug))
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)

@@ -3,9 +3,9 @@
 A batch goes through three steps, each on one side of the host / device line:
 
 1. `sample_params` is the single source of randomness for the torch, DALI and FFCV backends: it
-   draws, from one CPU generator, every parameter of every image of a view in a fixed pattern
-   (all numbers are drawn whether an op fires or not), so a batch's draws depend only on its
-   generator.
+   asks each op of the recipe, in run order (`Recipe.steps`), for its draws of every image of a
+   view from one CPU generator in a fixed pattern (all numbers are drawn whether an op fires or
+   not), so a batch's draws depend only on its generator.
 2. `plan_views` does everything that reads those draws on the host (which images take which
    op, crop boxes as Python numbers, images grouped by size) and moves what the device needs in
    one pinned, non-blocking transfer.
@@ -14,140 +14,80 @@ A batch goes through three steps, each on one side of the host / device line:
    accelerator it only queues kernels and never waits for the device.
 
 Two strategies give the same images (within one grey level of torchvision's per-image ops): per
-image, for the CPU (torchvision's uint8 resize kernel on each crop, then the colour ops image by
-image while the image is in cache), and batched, for accelerators (one padded stack per size
-bucket, crops by resampling matmuls, each colour op once on the images that take it).
+image, for the CPU (torchvision's uint8 resize kernel on each crop, then each colour op's
+`image_steps` image by image while the image is in cache), and batched, for accelerators (one
+padded stack per size bucket, crops by resampling matmuls, each colour op's `batch_steps` once on
+the images that take it).
 """
-import ctypes
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
-from functools import lru_cache, partial
 from typing import Any
 
 import torch
 
-from fastinv.pipelines import ops
-from fastinv.pipelines.recipes import (ColorJitter, ColourOp, GaussianBlur, Grayscale, Normalize, RandomResizedCrop,
-                                       Recipe, ResizeCenterCrop)
+from fastinv.pipelines.ops import COLOUR, CROP, FLIP, Stage
+from fastinv.pipelines.ops.base import ColourStep, DrawContext, ImageStep
+from fastinv.pipelines.ops.crop import crop_resize, resample
+from fastinv.pipelines.ops.normalize import Normalize, normalise
+from fastinv.pipelines.recipes import Recipe
 
-_CROP_ATTEMPTS = 10
-JITTER_STEPS = ("brightness", "contrast", "saturation", "hue")
-_JITTER_FNS = (ops.adjust_brightness, ops.adjust_contrast, ops.adjust_saturation, ops.adjust_hue)
 _BUCKET_STEP = 128  # images whose sides round up to the same multiple of this share one padded stack
 _STACK_ELEMENTS = 1 << 27  # at most this many values per float stack (512 MiB): huge images go in several
 _ALIGN = 8  # byte alignment of each tensor in the one host-to-device transfer of a plan
-_HUGE_PAGE, _MADV_HUGEPAGE = 2 << 20, 14  # Linux's transparent huge page size and madvise advice
-_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
-
-
-@dataclass(frozen=True)
-class OpDraw:
-    """Draws of one colour op for N images: whether it fires, its values (N, k), and for colour
-    jitter the per-image order (N, 4): order[i, s] = index into JITTER_STEPS applied at step s."""
-
-    apply: torch.Tensor
-    values: torch.Tensor
-    order: torch.Tensor | None = None
+_NO_NORMALIZE = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 @dataclass(frozen=True)
 class ViewParams:
-    """All draws for one view of N images: crop boxes (N, 4) = (top, left, height, width) in
-    source pixels, flips (N,) and one OpDraw per colour op of the recipe, in recipe order."""
+    """All draws for one view of N images: one per step of the recipe (`Recipe.steps`), in that
+    order, with each step's stage. `boxes` (N, 4) = (top, left, height, width) in source pixels,
+    `flip` (N,) and `colour` (one OpDraw per colour op) read them by stage."""
 
-    boxes: torch.Tensor
-    flip: torch.Tensor
-    colour: tuple[OpDraw, ...]
+    stages: tuple[Stage, ...]
+    draws: tuple[Any, ...]
 
+    def _one(self, stage: Stage) -> Any:
+        return next(d for s, d in zip(self.stages, self.draws) if s == stage)
 
-def _uniform(gen: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
-    return low + (high - low) * torch.rand(shape, generator=gen, dtype=torch.float64)
+    @property
+    def boxes(self) -> torch.Tensor:
+        """Crop boxes (N, 4) long."""
+        return self._one(CROP)
 
+    @property
+    def flip(self) -> torch.Tensor:
+        """Mirror flags (N,) bool."""
+        return self._one(FLIP)
 
-def _random_resized_boxes(op: RandomResizedCrop, sizes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """torchvision's RandomResizedCrop.get_params for every image at once (10 attempts, then the
-    central crop with the ratio clamped)."""
-    n = sizes.shape[0]
-    height, width = sizes[:, 0:1].double(), sizes[:, 1:2].double()
-    area = height * width
-    target = area * _uniform(gen, (n, _CROP_ATTEMPTS), *op.scale)
-    log_ratio = torch.log(torch.tensor(op.ratio, dtype=torch.float64))
-    aspect = torch.exp(_uniform(gen, (n, _CROP_ATTEMPTS), float(log_ratio[0]), float(log_ratio[1])))
-    w = torch.round(torch.sqrt(target * aspect))
-    h = torch.round(torch.sqrt(target / aspect))
-    valid = (w > 0) & (h > 0) & (w <= width) & (h <= height)
-    first = valid.double().argmax(dim=1, keepdim=True)
-    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
-    pos = torch.rand((n, 2), generator=gen, dtype=torch.float64)
-    height, width = height.squeeze(1), width.squeeze(1)
-    top = torch.floor(pos[:, 0] * (height - h + 1))
-    left = torch.floor(pos[:, 1] * (width - w + 1))
-    # fallback when no attempt fits: torchvision's central crop
-    in_ratio = width / height
-    fw = torch.where(in_ratio < op.ratio[0], width, torch.where(in_ratio > op.ratio[1], torch.round(height * op.ratio[1]), width))
-    fh = torch.where(in_ratio < op.ratio[0], torch.round(width / op.ratio[0]), height)
-    ok = valid.any(dim=1)
-    w, h = torch.where(ok, w, fw), torch.where(ok, h, fh)
-    top = torch.where(ok, top, torch.div(height - fh, 2, rounding_mode="floor"))
-    left = torch.where(ok, left, torch.div(width - fw, 2, rounding_mode="floor"))
-    return torch.stack((top, left, h, w), dim=1).long()
+    @property
+    def colour(self) -> tuple:
+        """The colour ops' draws, in recipe order."""
+        return tuple(d for s, d in zip(self.stages, self.draws) if s == COLOUR)
+
+    def __getitem__(self, rows: slice) -> "ViewParams":
+        """The draws of the images at `rows`."""
+        return ViewParams(self.stages, tuple(d[rows] for d in self.draws))
 
 
-def _centre_square_boxes(sizes: torch.Tensor) -> torch.Tensor:
-    side = sizes.min(dim=1).values
-    top = torch.round((sizes[:, 0] - side) / 2.0).long()
-    left = torch.round((sizes[:, 1] - side) / 2.0).long()
-    return torch.stack((top, left, side, side), dim=1)
-
-
-def _draw_colour(op: ColourOp, n: int, gen: torch.Generator, blur_scale: torch.Tensor | float) -> OpDraw:
-    apply = torch.rand(n, generator=gen, dtype=torch.float64) < op.p
-    if isinstance(op, ColorJitter):
-        values = torch.stack([_uniform(gen, (n,), low, high) for low, high in op.ranges()], dim=1)
-        keys = torch.rand((n, len(JITTER_STEPS)), generator=gen)
-        order = keys.argsort(dim=1) if op.random_order else torch.arange(len(JITTER_STEPS)).expand(n, -1)
-        return OpDraw(apply, values.float(), order)
-    if isinstance(op, GaussianBlur):
-        return OpDraw(apply, (_uniform(gen, (n, 1), *op.sigma) * blur_scale).float())
-    return OpDraw(apply, torch.zeros((n, 0)))
-
-
-def sample_params(recipe: Recipe, sizes: torch.Tensor, gen: torch.Generator, size: int | None = None) -> ViewParams:
-    """Draw one view's parameters for images of sizes (N, 2) = (height, width), on the CPU.
+def sample_params(recipe: Recipe, sizes: torch.Tensor, gen: torch.Generator, size: int | None = None,
+                  view: int = 0) -> ViewParams:
+    """Draw the parameters of view `view` (0 or 1) for images of sizes (N, 2) = (height, width), on the CPU.
 
     With `size` (the output side) and a recipe that resizes the whole image (`resize_center_crop`,
     or no crop op), blur sigmas are drawn in source pixels and returned in output pixels (times
     size / the image's shorter side): the reference blurs the full image before its resize (SPEC 1).
     Without `size`, or after a `random_resized_crop`, sigmas are in output pixels."""
     sizes = sizes.long().cpu()
-    n = sizes.shape[0]
-    crop = recipe.crop
-    if isinstance(crop, RandomResizedCrop):
-        boxes = _random_resized_boxes(crop, sizes, gen)
-    elif isinstance(crop, ResizeCenterCrop):
-        boxes = _centre_square_boxes(sizes)
-    else:
-        boxes = torch.cat((torch.zeros((n, 2), dtype=torch.long), sizes), dim=1)
-    flip_p = recipe.flip.p if recipe.flip is not None else 0.0
-    flip = torch.rand(n, generator=gen, dtype=torch.float64) < flip_p
-    blur_scale: torch.Tensor | float = 1.0
-    if size is not None and not isinstance(crop, RandomResizedCrop):
-        blur_scale = size / sizes.min(dim=1, keepdim=True).values.double()
-    return ViewParams(boxes, flip, tuple(_draw_colour(op, n, gen, blur_scale) for op in recipe.colour_ops))
+    steps = recipe.steps
+    crop = next(op for op in steps if op.stage == CROP)
+    scale: torch.Tensor | float = 1.0
+    if size is not None and crop.source_pixels:
+        scale = size / sizes.min(dim=1, keepdim=True).values.double()
+    ctx = DrawContext(gen, sizes, view, scale)
+    return ViewParams(tuple(op.stage for op in steps), tuple(op.draw(ctx) for op in steps))
 
 
 # -- plans: the host-side half --------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ColourStep:
-    """One colour op run once for a batch: `fn` on the images at `index` (a device tensor; None:
-    every image) with their parameters `arg` (None for an op without one)."""
-
-    fn: Callable[..., torch.Tensor]
-    index: torch.Tensor | None
-    arg: torch.Tensor | None
-
 
 @dataclass(frozen=True)
 class ImageSteps:
@@ -156,7 +96,7 @@ class ImageSteps:
 
     box: tuple[int, int, int, int]
     flip: bool
-    colour: tuple[tuple[Callable[..., torch.Tensor], torch.Tensor | None], ...]
+    colour: tuple[ImageStep, ...]
 
 
 @dataclass(frozen=True)
@@ -211,53 +151,16 @@ ViewPlan = PerImagePlan | BatchedPlan
 
 
 def _image_steps(recipe: Recipe, params: ViewParams, size: int) -> tuple[ImageSteps, ...]:
-    fires = [draw.apply.tolist() for draw in params.colour]
-    orders = [None if draw.order is None else draw.order.tolist() for draw in params.colour]
-    sigmas = [draw.values[:, 0].tolist() if isinstance(op, GaussianBlur) else None
-              for op, draw in zip(recipe.colour_ops, params.colour)]
-    images = []
-    for i, (box, flip) in enumerate(zip(params.boxes.tolist(), params.flip.tolist())):
-        colour: list[tuple[Callable[..., torch.Tensor], torch.Tensor | None]] = []
-        for op, draw, fire, order, sigma in zip(recipe.colour_ops, params.colour, fires, orders, sigmas):
-            if not fire[i]:
-                continue
-            if isinstance(op, ColorJitter):
-                colour += [(_JITTER_FNS[k], draw.values[i:i + 1, k]) for k in order[i]]
-            elif isinstance(op, Grayscale):
-                colour.append((ops.to_grayscale, None))
-            elif isinstance(op, GaussianBlur):
-                taps = ops.blur_kernel_size(sigma[i], op.kernel_size(size))
-                colour.append((partial(ops.blur_separable, kernel=ops.gaussian_kernel(sigma[i], taps)), None))
-        images.append(ImageSteps(tuple(box), bool(flip), tuple(colour)))
-    return tuple(images)
-
-
-def _subset(fn: Callable[..., torch.Tensor], mask: torch.Tensor, values: torch.Tensor | None) -> list[ColourStep]:
-    index = mask.nonzero().flatten()  # host tensors: no device involved
-    if index.numel() == 0:
-        return []
-    if index.numel() == mask.numel():
-        return [ColourStep(fn, None, values)]
-    return [ColourStep(fn, index, None if values is None else values[index])]
+    per_op = [op.image_steps(draw, size) for op, draw in zip(recipe.colour_ops, params.colour)]
+    return tuple(ImageSteps(tuple(box), bool(flip), tuple(step for steps in per_op for step in steps[i]))
+                 for i, (box, flip) in enumerate(zip(params.boxes.tolist(), params.flip.tolist())))
 
 
 def colour_steps(recipe: Recipe, params: ViewParams, size: int) -> tuple[ColourStep, ...]:
-    """The recipe's colour ops for a batch of `size`-px views as whole-batch steps (host tensors):
-    colour jitter becomes 16 steps (at each of its 4 positions, each op on the images that take it
-    there), grayscale and blur one step each (the blur kernel sized for the largest sigma, see
-    `ops.blur_kernel_size`); steps no image takes are left out."""
-    steps: list[ColourStep] = []
-    for op, draw in zip(recipe.colour_ops, params.colour):
-        if isinstance(op, ColorJitter):
-            for position in range(len(JITTER_STEPS)):
-                for k, fn in enumerate(_JITTER_FNS):
-                    steps += _subset(fn, draw.apply & (draw.order[:, position] == k), draw.values[:, k])
-        elif isinstance(op, Grayscale):
-            steps += _subset(ops.to_grayscale, draw.apply, None)
-        elif isinstance(op, GaussianBlur) and draw.apply.any():
-            kernel = ops.blur_kernel_size(float(draw.values[draw.apply, 0].max()), op.kernel_size(size))
-            steps += _subset(partial(ops.gaussian_blur, kernel_size=kernel), draw.apply, draw.values[:, 0])
-    return tuple(steps)
+    """The recipe's colour ops for a batch of `size`-px views as whole-batch steps (host tensors),
+    each op's `batch_steps` in recipe order (colour jitter: 16 steps, one per position of its
+    order and factor; grayscale and blur one each); steps no image takes are left out."""
+    return tuple(step for op, draw in zip(recipe.colour_ops, params.colour) for step in op.batch_steps(draw, size))
 
 
 def _buckets(sizes: list[tuple[int, int]]) -> list[Bucket]:
@@ -296,7 +199,7 @@ def plan_views(recipe: Recipe, params: Sequence[ViewParams], sizes: torch.Tensor
 def draw_views(recipe: Recipe, sizes: torch.Tensor, size: int, gen: torch.Generator, device: torch.device,
                batched: bool | None = None) -> ViewPlan:
     """Draw two views' parameters from `gen` (view 1 first) for images of sizes (N, 2) and plan them."""
-    params = [sample_params(recipe, sizes, gen, size) for _ in range(2)]
+    params = [sample_params(recipe, sizes, gen, size, view) for view in range(2)]
     return plan_views(recipe, params, sizes, size, device, batched)
 
 
@@ -371,7 +274,7 @@ def _render_per_image(images: Sequence[torch.Tensor], plan: PerImagePlan) -> tor
     pixels = torch.empty((size, size, 3), device=device)  # on a CPU, transposing float then casting beats both at once
     for v, steps in enumerate(plan.views):
         for i, (image, step) in enumerate(zip(images, steps)):
-            view = ops.crop_resize(image, *step.box, step.flip, size)
+            view = crop_resize(image, *step.box, step.flip, size)
             if not step.colour:
                 out[v, i].copy_(view.permute(1, 2, 0))
                 continue
@@ -400,7 +303,7 @@ def _render_batched(images: Sequence[torch.Tensor], plan: BatchedPlan) -> torch.
     for b, bucket in enumerate(plan.buckets):
         stack = _stack(images, bucket).float()
         for view, vp in zip(views, plan.views):
-            crop = ops.resample(stack, vp.crops[b].boxes, vp.crops[b].flips, size).round_().clamp_(0, 255)
+            crop = resample(stack, vp.crops[b].boxes, vp.crops[b].flips, size).round_().clamp_(0, 255)
             if bucket.index is None:
                 view.copy_(crop)
             else:
@@ -430,41 +333,8 @@ def image_sizes(images: list[torch.Tensor]) -> torch.Tensor:
     return torch.tensor([tuple(img.shape[-2:]) for img in images], dtype=torch.long).reshape(-1, 2)
 
 
-@lru_cache(maxsize=16)
-def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device, width: int
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shift and scale of the uint8-to-normalised map, laid out like a row of `width` channels_last
-    pixels ((width, 3); (3, 1, 1) for width 0), made once per device."""
-    shift = torch.tensor([255.0 * m for m in mean])
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std])
-    if width:
-        shift, scale = shift.repeat(width, 1), scale.repeat(width, 1)
-    else:
-        shift, scale = shift.view(3, 1, 1), scale.view(3, 1, 1)
-    return shift.to(device), scale.to(device)
-
-
-def _fresh_float(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """An uninitialised float32 tensor; on the CPU, one that Linux backs with 2 MiB pages where it
-    can (transparent huge pages in "madvise" mode): a fresh batch-sized buffer then costs one page
-    fault per 2 MiB instead of one per 4 KiB, which was most of the time of converting a batch."""
-    out = torch.empty(shape, device=device)
-    if device.type == "cpu" and _LIBC is not None:
-        first = -(-out.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
-        last = (out.data_ptr() + out.numel() * out.element_size()) // _HUGE_PAGE * _HUGE_PAGE
-        if last > first:
-            _LIBC.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_HUGEPAGE)
-    return out
-
-
 def to_float(views: torch.Tensor, normalize: Normalize | None, channels_last: bool = True) -> torch.Tensor:
-    """uint8 views (N, 3, H, W) as float32 in [0, 1], then normalised if the recipe says so."""
-    mean, std = (normalize.mean, normalize.std) if normalize is not None else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    if channels_last:  # as (N, H, W, 3) rows, so that the per-channel constants broadcast along whole pixel rows
-        source = views.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-        shift, scale = _affine(mean, std, views.device, views.shape[-1])
-    else:
-        source = views.contiguous()
-        shift, scale = _affine(mean, std, views.device, 0)
-    out = _fresh_float(tuple(source.shape), views.device).copy_(source).sub_(shift).mul_(scale)
-    return out.permute(0, 3, 1, 2) if channels_last else out
+    """Views (N, 3, H, W) of 0-255 grey levels (uint8, or float) as float32 in [0, 1], then
+    normalised if the recipe says so."""
+    mean, std = (normalize.mean, normalize.std) if normalize is not None else _NO_NORMALIZE
+    return normalise(views, mean, std, channels_last, levels=True)

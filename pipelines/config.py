@@ -1,13 +1,16 @@
-"""The loader's typed configuration, its batch type, and the state every backend shares."""
+"""The loader's typed configuration, its batch type, and the work every backend shares."""
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from fastinv.errors import UsageError
 from fastinv.log import get_logger
+from fastinv.pipelines.augment import ViewParams, sample_params, to_device, to_float
 from fastinv.pipelines.recipes import Recipe
+from fastinv.pipelines.sampler import ShardedBatches, batch_generator
 
 BACKENDS = ("torch", "dali", "ffcv")
 OUTPUTS = ("float", "uint8")
@@ -82,20 +85,27 @@ class LoaderConfig:
 
 
 class TwoViewLoaderBase:
-    """What every backend's loader shares: epoch, resume point, skipped files, class names.
+    """What every backend's loader shares: the batch order of this rank (`batches`), epoch and
+    resume point, the draws of each batch, skipped files, class names and the output conversion.
 
-    Subclasses define `__len__` (batches per epoch on this rank) and `__iter__` (TwoViewBatch)."""
+    A backend reads and decodes the images of `batches.batch(epoch, b)`, applies the recipe's ops
+    with `draws(...)`, and defines `__iter__` (TwoViewBatch, from `start_at` on)."""
 
-    def __init__(self, cfg: LoaderConfig, recipe: Recipe, classes: list[str], n_samples: int):
+    def __init__(self, cfg: LoaderConfig, recipe: Recipe, classes: list[str], labels: np.ndarray | list[int]):
         self.cfg = cfg
         self.recipe = recipe
         self.classes = list(classes)
-        self.num_classes = len(classes)
-        self.n_samples = n_samples
+        self.labels = np.asarray(labels, dtype=np.int64)
         self.device = torch.device(cfg.device)
+        self.batches = ShardedBatches(len(self.labels), cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
+                                      cfg.shuffle, cfg.drop_last)
         self.epoch = 0
         self._start = 0
         self._skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        return len(self.batches)
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -124,3 +134,27 @@ class TwoViewLoaderBase:
     def _take_start(self) -> int:
         start, self._start = self._start, 0
         return start
+
+    def generator(self, b: int) -> torch.Generator:
+        """The generator of batch b's draws in the current epoch on this rank."""
+        return batch_generator(self.cfg.seed, self.epoch, self.cfg.rank, b)
+
+    def draws(self, b: int, sizes: torch.Tensor) -> tuple[ViewParams, ViewParams]:
+        """Both views' draws (view 1 first) for batch b of the current epoch, whose images have
+        sizes (N, 2) = (height, width)."""
+        gen = self.generator(b)
+        return tuple(sample_params(self.recipe, sizes, gen, self.cfg.image_size, view) for view in range(2))
+
+    def _output(self, views: torch.Tensor, copy: bool = False) -> torch.Tensor:
+        """Views (N, 3, S, S) of 0-255 grey levels in the configured output: float normalised by the
+        recipe, or uint8; channels_last or contiguous. `copy`: never return `views` itself."""
+        if self.cfg.output == "float":
+            return to_float(views, self.recipe.normalize, self.cfg.channels_last)
+        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        return views.to(torch.uint8, memory_format=fmt, copy=copy)
+
+    def _batch(self, view1: torch.Tensor, view2: torch.Tensor, indices: np.ndarray) -> TwoViewBatch:
+        """A TwoViewBatch of finished views and the dataset indices of their images, labels looked up,
+        both moved to the device in one transfer."""
+        labels, indices = to_device((torch.from_numpy(self.labels[indices]), torch.from_numpy(indices)), self.device)
+        return TwoViewBatch(view1, view2, labels, indices)

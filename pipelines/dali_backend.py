@@ -3,7 +3,8 @@
 Every random parameter comes from `augment.sample_params` with `batch_generator(seed, epoch,
 rank, b)` and enters the graph through one external source, so DALI and torch draw from one
 distribution by construction, the determinism/resume contract holds, and the graph only has
-to apply the ops correctly (what the statistical tests check).
+to apply the ops correctly (what the statistical tests check). The graph is each op's DALI form
+(`Op.dali_inputs`, `Op.dali`) in the recipe's run order, closed by one `crop_mirror_normalize`.
 
 The graph decodes each image once (`mixed` = nvJPEG on a GPU, `cpu` without one; EXIF
 orientation ignored, as torchvision does) and resizes each view's crop box straight from the
@@ -42,23 +43,19 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from fastinv.errors import DataError, MissingExtraError
-from fastinv.pipelines import ops
-from fastinv.pipelines.augment import JITTER_STEPS, OpDraw, ViewParams, sample_params
+from fastinv.errors import DataError, MissingExtraError, UsageError
+from fastinv.pipelines.augment import ViewParams
 from fastinv.pipelines.config import LoaderConfig, TwoViewBatch, TwoViewLoaderBase
 from fastinv.pipelines.decode import decode_bytes
-from fastinv.pipelines.recipes import ColorJitter, ColourOp, GaussianBlur, Grayscale, Recipe
-from fastinv.pipelines.sampler import ShardedBatches, batch_generator
+from fastinv.pipelines.ops import Op
+from fastinv.pipelines.ops.base import DaliView
+from fastinv.pipelines.recipes import Recipe
 
 PREFETCH = 2
 # What PIL calls the formats DALI's decoders read (JPEG, JPEG 2000, TIFF, PNG, BMP, PNM, WebP).
 _DALI_FORMATS = frozenset({"JPEG", "MPO", "JPEG2000", "TIFF", "PNG", "BMP", "PPM", "WEBP"})
 _JPEG_FORMATS, _JPEG_END = ("JPEG", "MPO"), b"\xff\xd9"
 _FAILED_SAMPLE = re.compile(r"Failed to decode sample #(\d+)")
-_GREY = np.tile(np.asarray(ops.LUMA, dtype=np.float32), (3, 1))  # every output channel is the luma
-_EYE = np.eye(3, dtype=np.float32)
-_BRIGHTNESS, _CONTRAST = JITTER_STEPS.index("brightness"), JITTER_STEPS.index("contrast")
-_SATURATION, _HUE = JITTER_STEPS.index("saturation"), JITTER_STEPS.index("hue")
 
 
 def _dali():
@@ -92,94 +89,23 @@ def _header_size(data: np.ndarray, path: str) -> tuple[int, int]:
     return height, width
 
 
-def _hue_matrices(shift: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotations about the grey axis by `shift` (N,) turns (Rodrigues' formula)."""
-    angle = 2 * np.pi * shift.astype(np.float64)
-    axis = np.full(3, 1 / np.sqrt(3))
-    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
-    return (cos * np.eye(3) + sin * cross + (1 - cos) * np.outer(axis, axis)).astype(np.float32)
+def _view_arrays(recipe: Recipe, params: ViewParams, size: int) -> list:
+    """The graph's inputs for one view, in the order the graph takes them: each step's DALI inputs."""
+    return [array for op, draw in zip(recipe.steps, params.draws) for array in op.dali_inputs(draw, size)]
 
 
-def _blur_filters(sigma: np.ndarray, limit: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each image's torchvision Gaussian kernel for sigma (N,), as a row (1, k) and a column (k, 1)
-    filter; k covers +-4 sigma, at most `limit` taps (as the torch backend cuts it)."""
-    kernels = [np.asarray(ops.gaussian_kernel(s, ops.blur_kernel_size(s, limit)), dtype=np.float32)
-               for s in sigma.tolist()]
-    return [k[None, :] for k in kernels], [np.ascontiguousarray(k[:, None]) for k in kernels]
+def _check_dali_forms(recipe: Recipe) -> None:
+    """UsageError naming the first op of `recipe` that has no DALI form."""
+    for op in recipe.steps:
+        if type(op).dali is Op.dali:
+            raise UsageError(f"recipe {recipe.name!r}: op {op.name} has no DALI form; use --loader torch or ffcv")
 
 
-def _jitter_arrays(draw: OpDraw) -> list[np.ndarray]:
-    """Per step of the jitter order: which op each image takes (brightness, contrast or a colour
-    matrix, as booleans), its factor and 1 - factor, and its 3x3 matrix (saturation, hue; else identity)."""
-    n = draw.apply.shape[0]
-    fires, values, rows = draw.apply.numpy(), draw.values.numpy(), np.arange(n)
-    out = []
-    for step in range(len(JITTER_STEPS)):
-        op = draw.order[:, step].numpy()
-        factor = values[rows, op].astype(np.float32)
-        saturate, rotate = fires & (op == _SATURATION), fires & (op == _HUE)
-        matrix = np.repeat(_EYE[None], n, axis=0)
-        matrix[saturate] = (factor[saturate, None, None] * _EYE
-                            + (1 - factor[saturate])[:, None, None] * _GREY)
-        matrix[rotate] = _hue_matrices(factor[rotate])
-        out += [fires & (op == _BRIGHTNESS), fires & (op == _CONTRAST), saturate | rotate, factor,
-                (1 - factor).astype(np.float32), matrix]
-    return out
-
-
-def _view_arrays(recipe: Recipe, params: ViewParams, size: int) -> list[np.ndarray]:
-    """The graph's inputs for one view, in the order the graph takes them: crop box corners
-    (N, 2) = (top, left) and (bottom, right), flips, then each colour op's inputs."""
-    boxes = params.boxes.numpy()
-    out = [boxes[:, :2].astype(np.float32), (boxes[:, :2] + boxes[:, 2:]).astype(np.float32),
-           params.flip.numpy().astype(np.int32)]
-    for op, draw in zip(recipe.colour_ops, params.colour):
-        if isinstance(op, ColorJitter):
-            out += _jitter_arrays(draw)
-        else:
-            out.append(draw.apply.numpy())
-        if isinstance(op, GaussianBlur):
-            out += _blur_filters(draw.values[:, 0].numpy(), op.kernel_size(size))
-    return out
-
-
-def _input_count(op: ColourOp) -> int:
-    return 6 * len(JITTER_STEPS) if isinstance(op, ColorJitter) else 3 if isinstance(op, GaussianBlur) else 1
-
-
-def _view_input_count(recipe: Recipe) -> int:
-    return 3 + sum(_input_count(op) for op in recipe.colour_ops)
-
-
-def _jitter_graph(img, inputs: list, fn, types):
-    """Colour jitter in each image's own order: per step, the op the image takes there (uint8 in and out)."""
-    for step in range(len(JITTER_STEPS)):
-        brighten, contrast, recolour, factor, rest, matrix = inputs[6 * step:6 * step + 6]
-        if brighten:
-            img = fn.brightness(img, brightness=factor)
-        elif contrast:
-            centre = fn.reductions.mean(fn.coord_transform(img, M=list(ops.LUMA)), axes=[0, 1, 2], keep_dims=True)
-            img = fn.cast(img * factor + centre * rest, dtype=types.UINT8)
-        elif recolour:
-            img = fn.coord_transform(img, M=matrix, dtype=types.UINT8)
-    return img
-
-
-def _colour_graph(recipe: Recipe, img, inputs: list, fn, types):
-    """Apply the recipe's colour ops, in order, to uint8 HWC images with the fed draws."""
-    for op in recipe.colour_ops:
-        mine, inputs = inputs[:_input_count(op)], inputs[_input_count(op):]
-        if isinstance(op, ColorJitter):
-            img = _jitter_graph(img, mine, fn, types)
-        elif isinstance(op, Grayscale):
-            if mine[0]:
-                img = fn.coord_transform(img, M=_GREY.ravel().tolist(), dtype=types.UINT8)
-        elif isinstance(op, GaussianBlur):
-            fires, rows, columns = mine
-            if fires:
-                img = fn.filter(fn.filter(img, rows), columns)
-    return img
+def _view_graph(recipe: Recipe, view: DaliView, inputs: list) -> DaliView:
+    """One view's graph: each step's DALI form in run order, fed its share of `inputs`."""
+    for op in recipe.steps:
+        view, inputs = op.dali(view, inputs[:op.dali_arity]), inputs[op.dali_arity:]
+    return view
 
 
 @dataclass
@@ -196,12 +122,10 @@ class DaliTwoViewLoader(TwoViewLoaderBase):
     """Two-view loader over an ImageFolder with a DALI graph (see the module docstring)."""
 
     def __init__(self, cfg: LoaderConfig, recipe: Recipe, paths: list[str], labels: list[int], classes: list[str]):
-        super().__init__(cfg, recipe, classes, len(paths))
+        super().__init__(cfg, recipe, classes, labels)
+        _check_dali_forms(recipe)
         self._dali = _dali()
         self.paths = paths
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.batches = ShardedBatches(len(paths), cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
-                                      cfg.shuffle, cfg.drop_last)
         self._sizes = np.zeros((len(paths), 2), dtype=np.int64)  # (height, width) once read; 0 = not yet
         self._bad: set[int] = set()
         self._feed: Iterator[_Fed] = iter(())
@@ -209,19 +133,12 @@ class DaliTwoViewLoader(TwoViewLoaderBase):
         self._fed_all = True  # the last pass handed the graph every batch it had
         self._pipe = self._build()
 
-    def __len__(self) -> int:
-        """Batches per epoch on this rank."""
-        return len(self.batches)
-
     def _build(self):
         dali, fn, types = self._dali
         gpu = self.device.type == "cuda"
         size, recipe = self.cfg.image_size, self.recipe
         uint8 = self.cfg.output == "uint8"
-        norm = recipe.normalize
-        mean = [0.0] * 3 if uint8 or norm is None else [255.0 * m for m in norm.mean]
-        std = [1.0] * 3 if uint8 else [255.0] * 3 if norm is None else [255.0 * s for s in norm.std]
-        per_view = _view_input_count(recipe)
+        per_view = sum(op.dali_arity for op in recipe.steps)
 
         @dali.pipeline_def(enable_conditionals=True)
         def graph():
@@ -231,11 +148,10 @@ class DaliTwoViewLoader(TwoViewLoaderBase):
                                         adjust_orientation=False)
             views = []
             for v in range(2):
-                start, end, flip, *colour = fed[1 + v * per_view:1 + (v + 1) * per_view]
-                img = fn.resize(decoded, size=[size, size], roi_start=start, roi_end=end, antialias=True)
-                img = _colour_graph(recipe, img, colour, fn, types)
-                views.append(fn.crop_mirror_normalize(img, mirror=flip, mean=mean, std=std,
-                                                      dtype=types.UINT8 if uint8 else types.FLOAT,
+                start = DaliView(decoded, fn, types, size, uint8, std=(1.0,) * 3 if uint8 else (255.0,) * 3)
+                view = _view_graph(recipe, start, list(fed[1 + v * per_view:1 + (v + 1) * per_view]))
+                views.append(fn.crop_mirror_normalize(view.img, mirror=view.mirror, mean=list(view.mean),
+                                                      std=list(view.std), dtype=types.UINT8 if uint8 else types.FLOAT,
                                                       output_layout="HWC" if self.cfg.channels_last else "CHW"))
             return tuple(views)
 
@@ -270,12 +186,9 @@ class DaliTwoViewLoader(TwoViewLoaderBase):
         if not kept:
             return None
         indices = np.asarray(kept, dtype=np.int64)
-        gen = batch_generator(self.cfg.seed, self.epoch, self.cfg.rank, b)
-        sizes = torch.from_numpy(self._sizes[indices])
         arrays = [encoded]
-        for _ in range(2):
-            arrays += _view_arrays(self.recipe, sample_params(self.recipe, sizes, gen, self.cfg.image_size),
-                                  self.cfg.image_size)
+        for params in self.draws(b, torch.from_numpy(self._sizes[indices])):
+            arrays += _view_arrays(self.recipe, params, self.cfg.image_size)
         return _Fed(b, indices, tuple(arrays))
 
     def _batches_from(self, start: int) -> Iterator[_Fed]:
@@ -364,9 +277,7 @@ class DaliTwoViewLoader(TwoViewLoaderBase):
                         return
                     fed = self._in_flight.popleft()
                     start = fed.batch + 1
-                    labels = torch.from_numpy(self.labels[fed.indices])
-                    yield TwoViewBatch(self._tensor(out1), self._tensor(out2), labels.to(self.device),
-                                       torch.from_numpy(fed.indices).to(self.device))
+                    yield self._batch(self._tensor(out1), self._tensor(out2), fed.indices)
             except RuntimeError as error:
                 if not self._in_flight:
                     raise

@@ -30,12 +30,11 @@ import torch
 
 from fastinv.errors import DataError, MissingExtraError, UsageError
 from fastinv.log import get_logger
-from fastinv.pipelines.augment import OpDraw, ViewParams, apply_colour, sample_params, to_float
+from fastinv.pipelines.augment import ViewParams, apply_colour
 from fastinv.pipelines.config import LoaderConfig, TwoViewBatch, TwoViewLoaderBase
 from fastinv.pipelines.decode import decode_image
 from fastinv.pipelines.folder import scan_image_folder
 from fastinv.pipelines.recipes import Recipe
-from fastinv.pipelines.sampler import ShardedBatches, batch_generator
 
 _log = get_logger(__name__)
 
@@ -117,14 +116,6 @@ def write_beton(root: str | Path, out: str | Path, *, max_resolution: int | None
         _FolderSamples(good, kept_labels))
     (out.with_suffix(".classes.txt")).write_text("\n".join(classes) + "\n", encoding="utf-8")
     return ConvertSummary(out, len(good), skipped, classes)
-
-
-def _image_params(params: ViewParams, i: int) -> ViewParams:
-    """The draws of image i of a view, as a view of one image."""
-    rows = slice(i, i + 1)
-    return ViewParams(params.boxes[rows], params.flip[rows],
-                      tuple(OpDraw(d.apply[rows], d.values[rows], None if d.order is None else d.order[rows])
-                            for d in params.colour))
 
 
 def _read_classes(path: Path, labels: np.ndarray) -> list[str]:
@@ -240,11 +231,8 @@ class FfcvTwoViewLoader(TwoViewLoaderBase):
         names = list(reader.handlers)
         images = reader.metadata[f"f{names.index('image')}"]
         labels = np.asarray(reader.metadata[f"f{names.index('label')}"]).astype(np.int64)
-        super().__init__(cfg, recipe, _read_classes(path, labels), len(labels))
-        self.path, self.labels = path, labels
-        self.sizes = torch.from_numpy(np.stack([images["height"], images["width"]], axis=1).astype(np.int64))
-        self.batches = ShardedBatches(len(labels), cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
-                                      cfg.shuffle, cfg.drop_last)
+        super().__init__(cfg, recipe, _read_classes(path, labels), labels)
+        self._sizes = torch.from_numpy(np.stack([images["height"], images["width"]], axis=1).astype(np.int64))
         self._batch_of = np.zeros(len(labels), dtype=np.int64)  # batch number of each index in this pass
         self._drawn: dict[int, tuple[ViewParams, ViewParams]] = {}
         decode_whole, crop_view, pass_order = _graph_ops()
@@ -261,10 +249,6 @@ class FfcvTwoViewLoader(TwoViewLoaderBase):
                                      order=self._order, drop_last=False,
                                      pipelines={"image": None, "label": None, **views})
 
-    def __len__(self) -> int:
-        """Batches per epoch on this rank."""
-        return len(self.batches)
-
     def _pass_order(self, epoch: int, start: int) -> np.ndarray:
         """Dataset indices this rank reads in `epoch` from batch `start` on."""
         return self.batches.rank_indices(epoch)[start * self.cfg.batch_size:len(self) * self.cfg.batch_size]
@@ -273,10 +257,7 @@ class FfcvTwoViewLoader(TwoViewLoaderBase):
         """Both views' draws for batch b of this epoch (drawn once, by whichever side asks first)."""
         params = self._drawn.get(b)
         if params is None:
-            gen = batch_generator(self.cfg.seed, self.epoch, self.cfg.rank, b)
-            sizes = self.sizes[torch.from_numpy(self.batches.batch(self.epoch, b))]
-            params = tuple(sample_params(self.recipe, sizes, gen, self.cfg.image_size) for _ in range(2))
-            self._drawn[b] = params
+            params = self._drawn[b] = self.draws(b, self._sizes[torch.from_numpy(self.batches.batch(self.epoch, b))])
         return params
 
     def _boxes(self, indices: np.ndarray, view: int) -> tuple[np.ndarray, np.ndarray]:
@@ -289,10 +270,7 @@ class FfcvTwoViewLoader(TwoViewLoaderBase):
         the configured output, as a new tensor."""
         if self.recipe.colour_ops:
             view = apply_colour(view.float().div_(255), self.recipe, params).mul_(255).round_().clamp_(0, 255)
-        if self.cfg.output == "float":
-            return to_float(view, self.recipe.normalize, self.cfg.channels_last)
-        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
-        return view.to(torch.uint8, memory_format=fmt, copy=True)
+        return self._output(view, copy=True)
 
     def _finish(self, view: torch.Tensor, params: ViewParams) -> torch.Tensor:
         """A view in the configured output: the whole batch at once, except for colour ops on the
@@ -305,7 +283,7 @@ class FfcvTwoViewLoader(TwoViewLoaderBase):
                           memory_format=fmt)
 
         def one(i: int) -> None:
-            out[i:i + 1] = self._finish_block(view[i:i + 1], _image_params(params, i))
+            out[i:i + 1] = self._finish_block(view[i:i + 1], params[i:i + 1])
 
         list(self._pool.map(one, range(view.shape[0])))
         return out
@@ -324,9 +302,7 @@ class FfcvTwoViewLoader(TwoViewLoaderBase):
             for b, (view1, view2) in enumerate(passing, start):
                 params = self._params(b)
                 self._drawn.pop(b, None)
-                idx = torch.from_numpy(self.batches.batch(self.epoch, b))
-                labels = torch.from_numpy(self.labels[idx.numpy()])
-                yield TwoViewBatch(self._finish(view1, params[0]), self._finish(view2, params[1]),
-                                   labels.to(self.device), idx.to(self.device))
+                yield self._batch(self._finish(view1, params[0]), self._finish(view2, params[1]),
+                                  self.batches.batch(self.epoch, b))
         finally:
             passing.close()

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fastinv.errors import DataError
-from fastinv.pipelines.augment import draw_views, image_sizes, render_views, to_device, to_float
+from fastinv.pipelines.augment import draw_views, image_sizes, render_views
 from fastinv.pipelines.config import LoaderConfig, TwoViewBatch, TwoViewLoaderBase
 from fastinv.pipelines.decode import decode_many, pack_bytes, read_file, unpack_bytes
 from fastinv.pipelines.recipes import Recipe
@@ -39,12 +39,11 @@ _KEEP_BLOCKS = 32 << 20  # the most glibc lets the mmap threshold rise to on 64-
 
 @dataclass
 class _Fetched:
-    """What a worker hands back for batch b: labels and dataset indices of the images kept, the
-    files skipped, and either both uint8 views in one buffer (2, N, 3, S, S) or the files' bytes
-    in one buffer with their (N + 1,) offsets."""
+    """What a worker hands back for batch b: the dataset indices of the images kept, the files
+    skipped, and either both uint8 views in one buffer (2, N, 3, S, S) or the files' bytes in one
+    buffer with their (N + 1,) offsets."""
 
     batch: int
-    labels: np.ndarray
     indices: np.ndarray
     skipped: list[tuple[str, str]]
     views: torch.Tensor | None = None
@@ -82,9 +81,9 @@ def _keep_freed_memory(_worker: int = 0) -> None:
 class _BatchSource(Dataset):
     """Map-style dataset over batch numbers of one epoch (picklable for worker processes)."""
 
-    def __init__(self, paths: list[str], labels: np.ndarray, batches: ShardedBatches, epoch: int,
-                 recipe: Recipe, size: int, decode_here: bool):
-        self.paths, self.labels, self.batches, self.epoch = paths, labels, batches, epoch
+    def __init__(self, paths: list[str], batches: ShardedBatches, epoch: int, recipe: Recipe, size: int,
+                 decode_here: bool):
+        self.paths, self.batches, self.epoch = paths, batches, epoch
         self.recipe, self.size, self.decode_here = recipe, size, decode_here
 
     def __len__(self) -> int:
@@ -103,33 +102,26 @@ class _BatchSource(Dataset):
         indices, paths = indices[keep], [paths[k] for k in keep]
         encoded, offsets = pack_bytes(chunks)
         if not self.decode_here:
-            return _Fetched(b, self.labels[indices], indices, skipped, encoded=encoded, offsets=offsets, paths=paths)
+            return _Fetched(b, indices, skipped, encoded=encoded, offsets=offsets, paths=paths)
         images, bad = decode_many(unpack_bytes(encoded, offsets), paths, torch.device("cpu"))
         good = [k for k, img in enumerate(images) if img is not None]
         views = None
         if good:
             gen = batch_generator(self.batches.seed, self.epoch, self.batches.rank, b)
             views = two_views([images[k] for k in good], self.recipe, self.size, gen)
-        return _Fetched(b, self.labels[indices[good]], indices[good], skipped + bad, views=views)
+        return _Fetched(b, indices[good], skipped + bad, views=views)
 
 
 class TorchTwoViewLoader(TwoViewLoaderBase):
     """Two-view loader over an ImageFolder with the torch backend (see the module docstring)."""
 
     def __init__(self, cfg: LoaderConfig, recipe: Recipe, paths: list[str], labels: list[int], classes: list[str]):
-        super().__init__(cfg, recipe, classes, len(paths))
+        super().__init__(cfg, recipe, classes, labels)
         self.paths = paths
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.batches = ShardedBatches(len(paths), cfg.batch_size, cfg.seed, cfg.rank, cfg.world_size,
-                                      cfg.shuffle, cfg.drop_last)
-
-    def __len__(self) -> int:
-        """Batches per epoch on this rank."""
-        return len(self.batches)
 
     def _fetches(self, start: int) -> Iterable[_Fetched]:
-        source = _BatchSource(self.paths, self.labels, self.batches, self.epoch, self.recipe,
-                              self.cfg.image_size, decode_here=self.cfg.decodes_in_workers())
+        source = _BatchSource(self.paths, self.batches, self.epoch, self.recipe, self.cfg.image_size,
+                              decode_here=self.cfg.decodes_in_workers())
         numbers = range(start, len(self))
         if self.cfg.workers == 0:
             return map(source.__getitem__, numbers)
@@ -138,25 +130,20 @@ class TorchTwoViewLoader(TwoViewLoaderBase):
                           worker_init_fn=_keep_freed_memory)
 
     def _finish(self, fetched: _Fetched) -> TwoViewBatch | None:
-        skipped, labels, indices, views = list(fetched.skipped), fetched.labels, fetched.indices, fetched.views
+        skipped, indices, views = list(fetched.skipped), fetched.indices, fetched.views
         if fetched.encoded is not None:  # decode and augment here, on the device
             images, bad = decode_many(unpack_bytes(fetched.encoded, fetched.offsets), fetched.paths, self.device)
             skipped += bad
             good = [k for k, img in enumerate(images) if img is not None]
-            labels, indices = labels[good], indices[good]
+            indices = indices[good]
             if good:
-                gen = batch_generator(self.cfg.seed, self.epoch, self.cfg.rank, fetched.batch)
-                views = two_views([images[k] for k in good], self.recipe, self.cfg.image_size, gen)
+                views = two_views([images[k] for k in good], self.recipe, self.cfg.image_size,
+                                  self.generator(fetched.batch))
         self._record_skipped(skipped)
         if views is None:
             return None
-        v1, v2 = views.to(self.device, non_blocking=True).unbind(0)
-        if self.cfg.output == "float":
-            v1, v2 = (to_float(v, self.recipe.normalize, self.cfg.channels_last) for v in (v1, v2))
-        elif not self.cfg.channels_last:
-            v1, v2 = v1.contiguous(), v2.contiguous()
-        labels, indices = to_device((torch.from_numpy(labels), torch.from_numpy(indices)), self.device)
-        return TwoViewBatch(v1, v2, labels, indices)
+        v1, v2 = (self._output(v) for v in views.to(self.device, non_blocking=True).unbind(0))
+        return self._batch(v1, v2, indices)
 
     def _one_ahead(self, fetches: Iterable[_Fetched]) -> Iterator[TwoViewBatch]:
         """CUDA: batch b + 1 is queued on a side stream before batch b is handed to the caller."""

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as F
 
-from fastinv.pipelines import ops
+from fastinv.pipelines.ops import blur, crop, grayscale, jitter
 
 
 @pytest.fixture
@@ -17,10 +17,10 @@ def images():
 
 
 @pytest.mark.parametrize("ours, theirs, low, high", [
-    (ops.adjust_brightness, F.adjust_brightness, 0.0, 2.0),
-    (ops.adjust_contrast, F.adjust_contrast, 0.0, 2.0),
-    (ops.adjust_saturation, F.adjust_saturation, 0.0, 2.0),
-    (ops.adjust_hue, F.adjust_hue, -0.5, 0.5),
+    (jitter.adjust_brightness, F.adjust_brightness, 0.0, 2.0),
+    (jitter.adjust_contrast, F.adjust_contrast, 0.0, 2.0),
+    (jitter.adjust_saturation, F.adjust_saturation, 0.0, 2.0),
+    (jitter.adjust_hue, F.adjust_hue, -0.5, 0.5),
 ])
 def test_colour_ops_match_per_image_torchvision(images, ours, theirs, low, high):
     factors = torch.linspace(low, high, images.shape[0])
@@ -30,19 +30,19 @@ def test_colour_ops_match_per_image_torchvision(images, ours, theirs, low, high)
 
 
 def test_grayscale_matches_torchvision(images):
-    torch.testing.assert_close(ops.to_grayscale(images), F.rgb_to_grayscale(images, num_output_channels=3))
+    torch.testing.assert_close(grayscale.to_grayscale(images), F.rgb_to_grayscale(images, num_output_channels=3))
 
 
 def test_blur_matches_per_image_torchvision(images):
     sigmas = torch.tensor([0.1, 0.5, 1.0, 1.5, 2.0, 3.0])
-    out = ops.gaussian_blur(images, sigmas, 7)
+    out = blur.gaussian_blur(images, sigmas, 7)
     ref = torch.stack([F.gaussian_blur(img, [7, 7], [float(s), float(s)]) for img, s in zip(images, sigmas)])
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
 
 
 def test_blur_on_images_smaller_than_the_kernel():
     x = torch.rand(2, 3, 4, 4)
-    out = ops.gaussian_blur(x, torch.tensor([1.0, 2.0]), 23)
+    out = blur.gaussian_blur(x, torch.tensor([1.0, 2.0]), 23)
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert out.std() < x.std()
 
@@ -67,7 +67,7 @@ def _torchvision_crops(images, size, dtype=torch.uint8):
 
 def test_per_image_crop_resize_and_flip_match_torchvision():
     images, _, _ = _crop_inputs()
-    out = [ops.crop_resize(img, *box, flip, 16) for img, box, flip in zip(images, _BOXES, _FLIPS)]
+    out = [crop.crop_resize(img, *box, flip, 16) for img, box, flip in zip(images, _BOXES, _FLIPS)]
     assert all(o.shape == (3, 16, 16) and o.dtype == torch.uint8 for o in out)
     assert out[0][None].is_contiguous(memory_format=torch.channels_last)
     assert (torch.stack(out).int() - _torchvision_crops(images, 16).int()).abs().max() <= 1
@@ -80,17 +80,17 @@ def test_batched_resample_matches_torchvision_on_a_padded_stack():
         stack[i] = 77.0
         stack[i, :, :img.shape[1], :img.shape[2]] = img
     ref = _torchvision_crops(images[:4], 16, torch.float32)
-    out = ops.resample(stack[:4], boxes[:4].float(), flips[:4], 16)
+    out = crop.resample(stack[:4], boxes[:4].float(), flips[:4], 16)
     torch.testing.assert_close(out, ref, atol=2e-3, rtol=0)  # torchvision's own float kernel, same weights
     for first, last in ((4, 5), (5, 6)):  # wide and tall stacks resample their axes in the other order
         img = images[first]
         x = img.float()[None]
-        torch.testing.assert_close(ops.resample(x, boxes[first:last].float(), flips[first:last], 16),
+        torch.testing.assert_close(crop.resample(x, boxes[first:last].float(), flips[first:last], 16),
                                    _torchvision_crops(images, 16, torch.float32)[first:last], atol=2e-3, rtol=0)
 
 
 def test_resample_weights_rows_sum_to_one_inside_the_crop():
-    w = ops.resample_weights(torch.tensor([3.0, 0.0]), torch.tensor([10.0, 1.0]), 20, 4)
+    w = crop.resample_weights(torch.tensor([3.0, 0.0]), torch.tensor([10.0, 1.0]), 20, 4)
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 4))
     assert (w[0, :, :3] == 0).all() and (w[0, :, 13:] == 0).all() and (w[1, :, 1:] == 0).all()
 
@@ -139,8 +139,8 @@ def test_both_colour_strategies_agree(recipe):
 def test_blur_kernel_cut_at_four_sigma_changes_nothing_visible():
     x = torch.rand(4, 3, 40, 40, generator=torch.Generator().manual_seed(5))
     for sigma in (0.1, 0.6, 1.3, 2.0):
-        k = ops.blur_kernel_size(sigma, 23)
+        k = blur.blur_kernel_size(sigma, 23)
         assert k % 2 == 1 and k <= 23
-        full = ops.gaussian_blur(x, torch.full((4,), sigma), 23)
-        assert (ops.gaussian_blur(x, torch.full((4,), sigma), k) - full).abs().max() < 1e-4
-    assert ops.blur_kernel_size(2.0, 23) == 17 and ops.blur_kernel_size(9.0, 23) == 23
+        full = blur.gaussian_blur(x, torch.full((4,), sigma), 23)
+        assert (blur.gaussian_blur(x, torch.full((4,), sigma), k) - full).abs().max() < 1e-4
+    assert blur.blur_kernel_size(2.0, 23) == 17 and blur.blur_kernel_size(9.0, 23) == 23

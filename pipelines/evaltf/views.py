@@ -8,7 +8,7 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from fastinv.errors import UsageError
-from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
+from fastinv.pipelines.ops.normalize import normalise
 
 WORKING_SIZE = 256
 
@@ -52,7 +52,7 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """Float images in [0, 1] minus the ImageNet mean, divided by the ImageNet std, per channel."""
-    return F.normalize(to_float(images), list(IMAGENET_MEAN), list(IMAGENET_STD))
+    return normalise(to_float(images))
 
 
 def clean_view(images: torch.Tensor, resize: int = 256, crop: int = 224, *, normalise: bool = True) -> torch.Tensor:
