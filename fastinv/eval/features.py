@@ -1,12 +1,13 @@
 """Frozen-backbone feature extraction on the device, batched, with AMP and channels_last."""
 import hashlib
 from collections.abc import Callable, Iterable
+from functools import cached_property
 
 import torch
 from torch import nn
 
 from fastinv.devices import amp_dtype
-from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
+from fastinv.pipelines.ops.normalize import normalise
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -20,10 +21,12 @@ def weights_hash(model: nn.Module) -> str:
 
 
 class FeatureExtractor:
-    """Turns batches of images into pooled backbone features, on the model's device.
+    """Turns batches of images into pooled backbone features, on the model's device: for the
+    evaluation and for the training run's kNN monitor alike.
 
     Images come as uint8 (0-255) or float (0-1) tensors of shape (N, 3, H, W); they are
-    normalised with the ImageNet statistics here.
+    normalised with the ImageNet statistics here. The backbone is put in eval mode (a caller
+    that trains it sets train mode back) and runs under inference mode, so no gradients are kept.
     """
 
     def __init__(self, backbone: nn.Module, device: str | torch.device, *, amp: str = "none",
@@ -31,19 +34,21 @@ class FeatureExtractor:
         self.device = torch.device(device)
         self.amp_dtype = amp_dtype(amp, self.device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = backbone.to(self.device, memory_format=self.memory_format).eval().requires_grad_(False)
+        self.model = backbone.to(self.device, memory_format=self.memory_format).eval()
         self.amp = amp
         self.batch_size = batch_size
-        self.hash = weights_hash(self.model)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    @cached_property
+    def hash(self) -> str:
+        """`weights_hash` of the backbone (computed on first use): its part of cache keys."""
+        return weights_hash(self.model)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """Scale to [0, 1] if uint8 and apply the ImageNet mean and std."""
         images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:
             images = images.float().div_(255.0)
-        return ((images - self._mean) / self._std).contiguous(memory_format=self.memory_format)
+        return normalise(images, levels=False).contiguous(memory_format=self.memory_format)
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

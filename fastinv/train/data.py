@@ -1,18 +1,16 @@
 """Data for pre-training: the two-view loader of fastinv.pipelines, device transfer, and the
-clean (resize + centre-crop) images the kNN monitor embeds."""
+clean (resize + centre-crop) images the kNN monitor embeds (with fastinv.eval's FeatureExtractor)."""
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fastinv.datasets import ImageSet
 from fastinv.eval.images import load_square
 from fastinv.pipelines import LoaderConfig, TwoViewBatch, TwoViewLoaderBase, build_two_view_loader
 from fastinv.pipelines import scan_image_folder
-from fastinv.pipelines.recipes import IMAGENET_MEAN, IMAGENET_STD
 from fastinv.train.config import TrainConfig
 from fastinv.train.distributed import DistInfo
 
@@ -59,25 +57,3 @@ def clean_images(root: str | Path, size: int) -> tuple[torch.Tensor, torch.Tenso
     paths, labels, _ = scan_image_folder(root)
     loaded = load_square(ImageSet(Path(root).name, tuple(paths), targets=np.asarray(labels)), size)
     return loaded.images, torch.from_numpy(np.asarray(labels)[loaded.kept])
-
-
-def normalise(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> ImageNet-normalised float on `device`."""
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    x = (images.to(device, non_blocking=True).float() / 255 - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-@torch.no_grad()
-def embed(backbone: torch.nn.Module, images: torch.Tensor, device: torch.device, batch: int = 256,
-          channels_last: bool = True, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """L2-normalised features (N, D) of uint8 images under `backbone` in eval mode (restored after)."""
-    was_training = backbone.training
-    backbone.eval()
-    chunks = []
-    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        for start in range(0, images.shape[0], batch):
-            chunks.append(backbone(normalise(images[start:start + batch], device, channels_last)).float())
-    backbone.train(was_training)
-    return F.normalize(torch.cat(chunks), dim=1)

@@ -8,17 +8,19 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from fastinv.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint, remove_partial_writes, rng_state, \
     save_checkpoint, set_rng_state
 from fastinv.devices import kernel_settings
 from fastinv.errors import DataError, UsageError
+from fastinv.eval.features import FeatureExtractor
 from fastinv.kernels import knn_classify, knn_leave_one_out
 from fastinv.log import get_logger
 from fastinv.models import export_backbone
 from fastinv.paths import writable_dir
 from fastinv.train.config import TrainConfig, resume_mismatches
-from fastinv.train.data import build_pretrain_loader, clean_images, embed, timed_batches
+from fastinv.train.data import build_pretrain_loader, clean_images, timed_batches
 from fastinv.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown_distributed
 from fastinv.train.monitor import Monitor, NonFiniteLossError, Throughput
 from fastinv.train.step import Engine, build_engine, train_step
@@ -210,8 +212,9 @@ def _knn_sets(cfg: TrainConfig) -> _KnnSets:
 def _knn_accuracy(engine: Engine, sets: _KnnSets, cfg: TrainConfig) -> float:
     parts = [sets.reference] if sets.held_out is None else [sets.reference, sets.held_out]
     with _without_head(engine.moco.encoder_q) as backbone:
-        feats = [embed(backbone, images, engine.device, channels_last=cfg.run.channels_last,
-                       amp_dtype=engine.amp_dtype) for images, _ in parts]
+        extractor = FeatureExtractor(backbone, engine.device, amp=cfg.run.amp, channels_last=cfg.run.channels_last,
+                                     batch_size=256)
+        feats = [F.normalize(extractor.extract([images]), dim=1) for images, _ in parts]
     if sets.held_out is None:
         accuracy = knn_leave_one_out(feats[0], sets.reference[1], k=cfg.run.knn_k).top1
     else:
@@ -223,9 +226,11 @@ def _knn_accuracy(engine: Engine, sets: _KnnSets, cfg: TrainConfig) -> float:
 
 @contextlib.contextmanager
 def _without_head(encoder: nn.Module) -> Iterator[nn.Module]:
-    head = encoder.fc
+    """The encoder without its projection head for the block; head and train/eval mode restored after."""
+    head, training = encoder.fc, encoder.training
     encoder.fc = nn.Identity()
     try:
         yield encoder
     finally:
         encoder.fc = head
+        encoder.train(training)
