@@ -45,12 +45,24 @@ def parse_device(text: str, flag: str = "--device"):
     return device
 
 
+def native_bf16(device) -> bool:
+    """Whether `device` runs bf16 convolutions and matmuls natively: CUDA, or a CPU whose oneDNN
+    has bf16 kernels (AVX-512 BF16 or AMX). Elsewhere bf16 is emulated and several times slower
+    than float32."""
+    import torch
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return device.type == "cpu" and probe is not None and bool(probe())
+
+
 def amp_dtype(mode: str, device):
     """The autocast dtype of precision `mode` (one of AMP_MODES) on `device`, or None for full
-    precision; 'auto' is bf16 on CUDA and none elsewhere."""
+    precision; 'auto' is bf16 where the device runs it natively (`native_bf16`), else none."""
     import torch
     if mode == "auto":
-        mode = "bf16" if torch.device(device).type == "cuda" else "none"
+        mode = "bf16" if native_bf16(device) else "none"
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
     if mode not in dtypes:
         raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}; got {mode!r}")

@@ -40,7 +40,6 @@ REPRODUCE_PRESETS: dict[str, ReproducePreset] = {
         moco=MoCoConfig(K=2048, m=0.99, T=0.2),  # below the 3,010 training images
         optim=OptimConfig(epochs=8, lr=0.06),
         evaluation=replace(EVAL_PRESETS["world"], synthetic_images=150, grid_size=6),
-        amp="bf16",
     ),
     "paper": ReproducePreset(
         world=None,

@@ -73,3 +73,13 @@ def test_training_on_cuda_autotunes_cudnn_and_restores_it(device, benchmark, mon
         assert torch.backends.cudnn.benchmark is benchmark
         assert not torch.are_deterministic_algorithms_enabled()
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_runs_it_natively() -> None:
+    import torch
+    from fastinv.devices import amp_dtype, native_bf16
+    assert native_bf16("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert amp_dtype("auto", "cpu") == (torch.bfloat16 if native_bf16("cpu") else None)
+    assert amp_dtype("fp16", "cpu") == torch.float16 and amp_dtype("none", "cpu") is None
+    with pytest.raises(ValueError, match="amp must be one of auto, bf16, fp16, none"):
+        amp_dtype("fp8", "cpu")

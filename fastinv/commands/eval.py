@@ -68,8 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "faiss-cpu otherwise)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 128)")
     parser.add_argument("--amp", choices=AMP_MODES, default="none",
-                        help="autocast dtype of the forward pass; 'none' keeps float32 features, 'auto' is bf16 on "
-                        "CUDA and none elsewhere")
+                        help="autocast dtype of the forward pass; 'none' keeps float32 features, 'auto' is bf16 where "
+                        "the device runs it natively (CUDA, CPUs with AVX-512 BF16 or AMX), else none")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory (channels_last is faster on most devices)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE),
                         help="where features (and the on-demand world) are cached; a re-run recomputes nothing")

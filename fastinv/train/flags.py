@@ -95,7 +95,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, whole_run: bool =
     run.add_argument("--device", default=r.device, help=f"{DEVICE_CHOICES}; under torchrun cuda (and auto on a "
                      "CUDA machine) means cuda:LOCAL_RANK")
     run.add_argument("--amp", choices=AMP_MODES, default=r.amp, help="autocast precision; bf16 is fastest on recent "
-                     "GPUs, fp16 uses a GradScaler, none is fp32; auto = bf16 on CUDA, none on CPU")
+                     "GPUs, fp16 uses a GradScaler, none is fp32; auto = bf16 where the device runs it natively (CUDA, "
+                     "CPUs with AVX-512 BF16 or AMX), else none")
     run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=r.channels_last,
                      help="NHWC memory format; usually faster for convolutions on CPU and tensor-core GPUs")
     run.add_argument("--compile", action="store_true", help="torch.compile the encoders; pays off on long GPU runs "
