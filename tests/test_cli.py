@@ -66,6 +66,16 @@ def test_no_command_and_no_profiler_imports_a_command() -> None:
         assert not commands, f"{path} imports {commands}"
 
 
+def test_pipelines_and_kernels_import_nothing_above_them() -> None:
+    root = Path(__file__).resolve().parents[1]
+    allowed = ("fastinv.pipelines", "fastinv.kernels", "fastinv.errors", "fastinv.log", "fastinv.registry")
+    for folder in ("pipelines", "kernels"):
+        for path in (root / folder).rglob("*.py"):
+            above = [name for name in _imported_modules(path)
+                     if name.startswith("fastinv") and not name.startswith(allowed)]
+            assert not above, f"{path} imports {above}"
+
+
 def test_unknown_command_is_one_line_exit_2() -> None:
     result = _run("frobnicate")
     assert result.returncode == 2
