@@ -16,6 +16,7 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter
 
+from fastinv.report import figures as figures_module
 from fastinv.report import write_report
 from fastinv.results import load_results
 
@@ -53,14 +54,13 @@ def figure_inputs(fig: Figure) -> dict:
 def render(results_file: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict]:
     """report.md and the inputs of every figure that `write_report` draws from `results_file`."""
     drawn = {}
-    savefig = Figure.savefig
+    save = figures_module._save
 
-    def record(fig: Figure, path, *args, **kwargs):
-        result = savefig(fig, path, *args, **kwargs)
+    def record(fig: Figure, path: Path) -> Path:
         drawn[Path(path).stem] = figure_inputs(fig)
-        return result
+        return save(fig, path)
 
-    monkeypatch.setattr(Figure, "savefig", record)
+    monkeypatch.setattr(figures_module, "_save", record)
     report = write_report(load_results(results_file), out)
     return report.read_text(encoding="utf-8"), json.loads(json.dumps(drawn))
 
