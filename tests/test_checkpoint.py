@@ -3,8 +3,6 @@ it refuses."""
 import io
 import pickle
 import random
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -91,7 +89,7 @@ def test_a_pickled_object_is_named(tmp_path):
 
 @pytest.mark.parametrize("command,kind", [("eval", "pickle4"), ("eval", "truncated"), ("pretrain", "pickle4"),
                                           ("pretrain", "object")])
-def test_bad_model_or_resume_file_prints_one_line(command, kind, tiny_world, tmp_path):
+def test_bad_model_or_resume_file_prints_one_line(command, kind, tiny_world, tmp_path, fastinv_cli):
     path = _bad_checkpoints(tmp_path)[kind]
     if command == "eval":
         args = ["eval", "--model", f"m={path}", "--world", str(tiny_world), "--out", str(tmp_path / "out"),
@@ -100,8 +98,7 @@ def test_bad_model_or_resume_file_prints_one_line(command, kind, tiny_world, tmp
         args = ["pretrain", "--data", str(tiny_world / "trainset"), "--out", str(tmp_path / "out"), "--resume",
                 str(path), "--arch", "resnet10x0.25", "--image-size", "32", "--batch-size", "16", "--bn-splits", "4",
                 "--queue-size", "64", "--workers", "0", "--no-progress", "--no-tensorboard"]
-    result = subprocess.run([sys.executable, "-m", "fastinv", *args], capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
+    result = fastinv_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"fastinv {command}: error: checkpoint {path}"), result.stderr
     _assert_says_what_is_accepted(result.stderr.strip())

@@ -127,11 +127,12 @@ def test_world_end_to_end(tmp_path: Path) -> None:
     (["train"], "val: does not exist"),
     (["val"], "train: does not exist"),
 ])
-def test_reproduce_paper_needs_imagenet_train_and_val(tmp_path: Path, make: list[str], needle: str) -> None:
+def test_reproduce_paper_needs_imagenet_train_and_val(tmp_path: Path, make: list[str], needle: str,
+                                                     fastinv_cli) -> None:
     for name in make:
         (tmp_path / "imagenet" / name).mkdir(parents=True)
     flags = ["--imagenet", str(tmp_path / "imagenet")] if make else []
-    result = _run("reproduce", "--preset", "paper", *flags, "--out", str(tmp_path / "out"),
+    result = fastinv_cli("reproduce", "--preset", "paper", *flags, "--out", str(tmp_path / "out"),
                   "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr

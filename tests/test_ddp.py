@@ -1,7 +1,6 @@
 """Two CPU processes (gloo): DDP with shuffle-BN keeps ranks in sync (weights, key encoder, queue)."""
 import os
 import socket
-from dataclasses import replace
 
 import torch
 import torch.multiprocessing as mp

@@ -135,8 +135,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     (["--model", "random", "--world", "/no/such/world"], "does not exist"),
     (["--model", "random", "--grid-size", "0"], "--grid-size must be at least 1"),
 ])
-def test_eval_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
-    result = _cli("--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *args)
+def test_eval_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], needle: str, fastinv_cli) -> None:
+    result = fastinv_cli("eval", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *args)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr and result.stderr.strip().count("\n") == 0
 

@@ -1,9 +1,6 @@
 """Reference statistics from a folder of images (streamed), the three-recipe significance test, and
 the eval flags that choose them (and the device)."""
 import shutil
-import subprocess
-import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -108,11 +105,6 @@ def test_significance_is_among_the_recipe_models_only(config) -> None:
     assert alone.winner(scores, (-2.0, 2.0)) is None and "No significance test" in alone.significance_note("images", (-1, 1))
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastinv", "eval", *args], capture_output=True, text=True,
-                          timeout=600, cwd=tempfile.gettempdir())
-
-
 @pytest.mark.parametrize("args, needle", [
     (["--preset", "paper"], "--preset paper measures against reference images: pass --reference DIR"),
     (["--reference", "/no/such/folder"], "--reference /no/such/folder: does not exist"),
@@ -120,7 +112,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     (["--compare", "random"], "name two or more models"),
     (["--device", "tpu"], "--device 'tpu': unknown device"),
 ])
-def test_reference_and_compare_flags_give_one_line_errors(tmp_path: Path, args: list[str], needle: str) -> None:
-    result = _cli("--model", "random", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *args)
+def test_reference_and_compare_flags_give_one_line_errors(tmp_path: Path, args: list[str], needle: str,
+                                                          fastinv_cli) -> None:
+    result = fastinv_cli("eval", "--model", "random", "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *args)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr and result.stderr.strip().count("\n") == 0

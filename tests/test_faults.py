@@ -2,7 +2,6 @@
 a torn feature cache and a booby-trapped checkpoint. Every run is a `python -m fastinv` subprocess."""
 import io
 import json
-import os
 import random
 import resource
 import shutil

@@ -14,7 +14,7 @@ from PIL import Image
 
 from fastinv.errors import UsageError
 from fastinv.pipelines import LoaderConfig, build_two_view_loader, get_recipe, recipe_from_dict
-from fastinv.pipelines.augment import image_sizes, sample_params
+from fastinv.pipelines.augment import sample_params
 from fastinv.pipelines.ops.solarize import solarize
 from fastinv.pipelines.sampler import batch_generator
 from fastinv.pipelines.torch_backend import two_views
