@@ -6,7 +6,6 @@ rewritten (atomically), never trusted.
 """
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
