@@ -10,6 +10,7 @@ batched) on one decoded batch on --device, and on CUDA counts the kernels each l
     python benchmarks/loader.py --strategies --device cuda --batch-size 256
 """
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -63,15 +64,19 @@ def reference_loader(root: Path, size: int, batch_size: int, workers: int):
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
 
 
-def time_loader(loader, warmup: int) -> float:
-    """Images per second (two views each) over one pass, after `warmup` batches."""
-    it = iter(loader)
-    for _ in range(warmup):
-        next(it)
-    images, start = 0, time.perf_counter()
-    for batch in it:
-        images += len(batch[0] if isinstance(batch[0], torch.Tensor) else batch[0][0])
-    return images / (time.perf_counter() - start)
+def time_loader(loader, warmup: int, passes: int = 1) -> float:
+    """Images per second (two views each): the median over `passes` passes through the loader,
+    each timed after its first `warmup` batches."""
+    rates = []
+    for _ in range(passes):
+        it = iter(loader)
+        for _ in range(warmup):
+            next(it)
+        images, start = 0, time.perf_counter()
+        for batch in it:
+            images += len(batch[0] if isinstance(batch[0], torch.Tensor) else batch[0][0])
+        rates.append(images / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def time_strategies(root: Path, device: torch.device, batch_size: int, size: int, batches: int = 3
@@ -116,7 +121,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="CPU workers for every loader")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
     parser.add_argument("--size", type=int, default=224, help="output side in pixels")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed batches per loader")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed batches at the start of each pass")
+    parser.add_argument("--passes", type=int, default=3, help="passes per loader; the table shows the median rate")
     parser.add_argument("--backends", default="torch,dali,ffcv", help="comma-separated fastinv backends to try")
     parser.add_argument("--strategies", action="store_true", help="time the torch backend's two augmentation "
                         "strategies on --device instead of the loaders")
@@ -138,7 +144,7 @@ def main() -> None:
         root = Path(tmp) / "images"
         write_jpegs(root, args.images)
         rows = [("torchvision+PIL reference", time_loader(reference_loader(root, args.size, args.batch_size,
-                                                                          args.workers), args.warmup))]
+                                                                          args.workers), args.warmup, args.passes))]
         for backend in args.backends.split(","):
             data = root
             try:
@@ -147,12 +153,12 @@ def main() -> None:
                     data = write_beton(root, Path(tmp) / "images.beton", workers=args.workers).path
                 cfg = LoaderConfig(root=data, backend=backend, recipe="default", image_size=args.size,
                                    batch_size=args.batch_size, workers=args.workers)
-                rows.append((f"fastinv {backend}", time_loader(build_two_view_loader(cfg), args.warmup)))
+                rows.append((f"fastinv {backend}", time_loader(build_two_view_loader(cfg), args.warmup, args.passes)))
             except MissingExtraError as exc:
                 rows.append((f"fastinv {backend} (not installed: {exc})", float("nan")))
     ref = rows[0][1]
     print(f"two-view Default recipe at {args.size} px, {args.images} JPEGs 500x375 q90, {args.workers} workers, "
-          f"batch {args.batch_size}")
+          f"batch {args.batch_size}, median of {args.passes} passes")
     print(f"| {'loader':<40} | {'images/s':>9} | {'vs reference':>12} |")
     print(f"|{'-' * 42}|{'-' * 11}|{'-' * 14}|")
     for name, rate in rows:

@@ -43,24 +43,36 @@ def _is_equal(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.eq(a, b, out=torch.empty_like(a))
 
 
+def _at_least(a: torch.Tensor, bound: float) -> torch.Tensor:
+    """a >= bound as a float 0/1 mask (see `_is_equal`)."""
+    return torch.ge(a, bound, out=torch.empty_like(a))
+
+
+_SECTOR_OFFSETS = (1.0, 5.0, 3.0)  # (n_c - 4) mod 6 for n = (5, 3, 1): see adjust_hue
+
+
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate each image's hue by its shift (N,) in turns, in [-0.5, 0.5].
 
     Same result as an HSV round trip (torchvision's adjust_hue): a hue rotation keeps each
     pixel's max and min, so every channel is max - delta * clamp(min(k, 4 - k), 0, 1) with
-    k = (n_c + 6 * hue) mod 6 and n = (5, 3, 1) for (r, g, b)."""
+    k = (n_c + 6 * hue) mod 6 and n = (5, 3, 1) for (r, g, b). 6 * hue before the shift lies in
+    [-1, 5); with the shift and 4 added it lies in [0, 12), so each mod 6 is one conditional
+    subtraction (once per pixel, once per channel) instead of a floor."""
     r, g, b = x.unbind(1)
     maxc = torch.maximum(torch.maximum(r, g), b)
     delta = maxc - torch.minimum(torch.minimum(r, g), b)
     # 6 * hue before the shift, by the channel that holds the max (r before g before b on ties)
     num = torch.lerp(torch.lerp((r - g).add_(delta, alpha=4), (b - r).add_(delta, alpha=2), _is_equal(maxc, g)),
                      g - b, _is_equal(maxc, r))
-    hue6 = num.div_(delta.clamp(min=1e-30)).add_(6.0 * shift.view(-1, 1, 1).to(x.dtype))
-    hue6.sub_(torch.floor(hue6 / 6.0).mul_(6.0))  # now in [0, 6)
-    k = torch.stack((hue6 + 5.0, hue6 + 3.0, hue6 + 1.0), dim=1)  # in [1, 11)
-    k.sub_(torch.ge(k, 6.0, out=torch.empty_like(k)).mul_(6.0))
-    weight = torch.minimum(k, 4.0 - k).clamp_(0, 1)
-    return weight.mul_(delta.unsqueeze(1)).neg_().add_(maxc.unsqueeze(1)).clamp_(0, 1)
+    hue6 = num.div_(delta.clamp(min=1e-30)).add_((6.0 * shift + 4.0).view(-1, 1, 1).to(x.dtype))
+    hue6.sub_(_at_least(hue6, 6.0), alpha=6.0)  # (6 * hue + 4) mod 6
+    k = torch.empty_like(x)
+    for channel, offset in enumerate(_SECTOR_OFFSETS):
+        torch.add(hue6, offset, out=k[:, channel])
+    k.sub_(_at_least(k, 6.0), alpha=6.0)  # in [0, 6)
+    weight = k.sub_(2.0).abs_().neg_().add_(2.0).clamp_(0, 1)  # = clamp(min(k, 4 - k), 0, 1) on [0, 6), in place
+    return torch.sub(maxc.unsqueeze(1), weight.mul_(delta.unsqueeze(1))).clamp_(0, 1)
 
 
 _JITTER_FNS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
