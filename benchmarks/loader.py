@@ -4,6 +4,11 @@ same number of CPU workers, on ImageNet-sized JPEGs (about 500x375, q90) written
 
     python benchmarks/loader.py --images 512 --workers 2 --batch-size 64
 
+With --per-op it builds the recipe up one op at a time and prints what each op adds per image,
+for the reference and each backend:
+
+    python benchmarks/loader.py --per-op --images 512 --workers 2 --batch-size 64
+
 With --strategies it instead times the torch backend's two augmentation strategies (per image,
 batched) on one decoded batch on --device, and on CUDA counts the kernels each launches:
 
@@ -46,22 +51,34 @@ class _TwoCrops:
         return self.transform(img), self.transform(img)
 
 
-def reference_loader(root: Path, size: int, batch_size: int, workers: int):
-    """torchvision ImageFolder + the MoCo-v2 PIL augmentation, two crops, in a DataLoader."""
+STAGES = ("crop + flip", "+ color_jitter", "+ grayscale", "+ gaussian_blur")  # the Default recipe, op by op
+
+
+def reference_loader(root: Path, size: int, batch_size: int, workers: int, stages: int = len(STAGES)):
+    """torchvision ImageFolder + the MoCo-v2 PIL augmentation, two crops, in a DataLoader; with
+    `stages` < 4, only the first `stages` of STAGES."""
     from torchvision import datasets, transforms as T
 
     from fastinv.pipelines.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
+    colour = [T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
+              T.RandomApply([_PilBlur()], p=0.5)]
     aug = T.Compose([
         T.RandomResizedCrop(size, scale=(0.2, 1.0)),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        T.RandomGrayscale(p=0.2),
-        T.RandomApply([_PilBlur()], p=0.5),
+        *colour[:stages - 1],
         T.RandomHorizontalFlip(),
         T.ToTensor(),
         T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
     ])
     data = datasets.ImageFolder(str(root), _TwoCrops(aug))
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+
+
+def stage_recipe(stages: int = len(STAGES)):
+    """The Default recipe with only its first `stages` of STAGES (crop and flip always)."""
+    from fastinv.pipelines import get_recipe
+    from fastinv.pipelines.recipes import Recipe
+    crop, flip, *colour, normalize = get_recipe("default").ops
+    return Recipe(f"default, {STAGES[stages - 1].lstrip('+ ')} and before", (crop, flip, *colour[:stages - 1], normalize))
 
 
 def time_loader(loader, warmup: int, passes: int = 1) -> float:
@@ -127,6 +144,8 @@ def main() -> None:
     parser.add_argument("--strategies", action="store_true", help="time the torch backend's two augmentation "
                         "strategies on --device instead of the loaders")
     parser.add_argument("--device", default="cpu", help="device for --strategies, e.g. cpu or cuda")
+    parser.add_argument("--per-op", action="store_true", help="build the recipe up op by op (crop + flip, then "
+                        "colour jitter, grayscale, blur) and print what each op adds per image, per loader")
     args = parser.parse_args()
     if args.strategies:
         with tempfile.TemporaryDirectory() as tmp:
@@ -138,24 +157,15 @@ def main() -> None:
         for name, ms, kernels in rows:
             print(f"| {name:<10} | {ms:10.1f} | {'-' if kernels is None else kernels:>15} |")
         return
-    from fastinv.errors import MissingExtraError
-    from fastinv.pipelines import LoaderConfig, build_two_view_loader
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
         write_jpegs(root, args.images)
-        rows = [("torchvision+PIL reference", time_loader(reference_loader(root, args.size, args.batch_size,
-                                                                          args.workers), args.warmup, args.passes))]
-        for backend in args.backends.split(","):
-            data = root
-            try:
-                if backend == "ffcv":
-                    from fastinv.pipelines.ffcv_backend import write_beton
-                    data = write_beton(root, Path(tmp) / "images.beton", workers=args.workers).path
-                cfg = LoaderConfig(root=data, backend=backend, recipe="default", image_size=args.size,
-                                   batch_size=args.batch_size, workers=args.workers)
-                rows.append((f"fastinv {backend}", time_loader(build_two_view_loader(cfg), args.warmup, args.passes)))
-            except MissingExtraError as exc:
-                rows.append((f"fastinv {backend} (not installed: {exc})", float("nan")))
+        sources = _sources(root, Path(tmp), args)
+        if args.per_op:
+            _print_per_op(args, [[rate for _, rate in _time_all(sources, args, stages)]
+                                 for stages in range(1, len(STAGES) + 1)], [name for name, _ in sources])
+            return
+        rows = _time_all(sources, args)
     ref = rows[0][1]
     print(f"two-view Default recipe at {args.size} px, {args.images} JPEGs 500x375 q90, {args.workers} workers, "
           f"batch {args.batch_size}, median of {args.passes} passes")
@@ -164,6 +174,60 @@ def main() -> None:
     for name, rate in rows:
         print(f"| {name:<40} | {rate:9.1f} | {rate / ref:11.2f}x |")
 
+
+def _sources(root: Path, tmp: Path, args: argparse.Namespace) -> list[tuple[str, Path | None]]:
+    """(row name, data path or None where the backend is not installed) of the reference and each backend."""
+    from fastinv.errors import MissingExtraError
+    sources: list[tuple[str, Path | None]] = [("torchvision+PIL reference", root)]
+    for backend in args.backends.split(","):
+        try:
+            if backend == "ffcv":
+                from fastinv.pipelines.ffcv_backend import write_beton
+                sources.append(("fastinv ffcv", write_beton(root, tmp / "images.beton", workers=args.workers).path))
+            else:
+                sources.append((f"fastinv {backend}", root))
+        except MissingExtraError as exc:
+            sources.append((f"fastinv {backend} (not installed: {exc})", None))
+    return sources
+
+
+def _time_all(sources: list[tuple[str, Path | None]], args: argparse.Namespace, stages: int = len(STAGES)
+              ) -> list[tuple[str, float]]:
+    """(row name, images/s) of the reference and each backend with the first `stages` of STAGES."""
+    from fastinv.errors import MissingExtraError
+    from fastinv.pipelines import LoaderConfig, build_two_view_loader
+    rows = []
+    for name, data in sources:
+        if data is None:
+            rows.append((name, float("nan")))
+            continue
+        if name.startswith("torchvision"):
+            loader = reference_loader(data, args.size, args.batch_size, args.workers, stages)
+        else:
+            cfg = LoaderConfig(root=data, backend=name.split()[1], recipe=stage_recipe(stages), image_size=args.size,
+                               batch_size=args.batch_size, workers=args.workers)
+            try:
+                loader = build_two_view_loader(cfg)
+            except MissingExtraError as exc:
+                rows.append((f"{name} (not installed: {exc})", float("nan")))
+                continue
+        rows.append((name, time_loader(loader, args.warmup, args.passes)))
+    return rows
+
+
+def _print_per_op(args: argparse.Namespace, rates: list[list[float]], names: list[str]) -> None:
+    """Per loader and stage of the recipe: the wall milliseconds each image costs with the ops so
+    far, and what the stage's op added to it."""
+    print(f"two-view Default recipe built up op by op at {args.size} px, {args.images} JPEGs, {args.workers} workers, "
+          f"batch {args.batch_size}, median of {args.passes} passes: ms per image (added by the op)")
+    print("| stage | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for k, row in enumerate(rates):
+        cells = []
+        for j, rate in enumerate(row):
+            ms = 1000 / rate
+            cells.append(f"{ms:.2f}" if k == 0 else f"{ms:.2f} ({ms - 1000 / rates[k - 1][j]:+.2f})")
+        print(f"| {STAGES[k]} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()
