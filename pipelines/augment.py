@@ -150,10 +150,17 @@ class BatchedPlan:
 ViewPlan = PerImagePlan | BatchedPlan
 
 
-def _image_steps(recipe: Recipe, params: ViewParams, size: int) -> tuple[ImageSteps, ...]:
+def image_colour_steps(recipe: Recipe, params: ViewParams, size: int) -> list[tuple[ImageStep, ...]]:
+    """Per image of a view of `size`-px images: its colour ops in the order they run, each op's
+    `image_steps` (host side of the per-image strategy)."""
     per_op = [op.image_steps(draw, size) for op, draw in zip(recipe.colour_ops, params.colour)]
-    return tuple(ImageSteps(tuple(box), bool(flip), tuple(step for steps in per_op for step in steps[i]))
-                 for i, (box, flip) in enumerate(zip(params.boxes.tolist(), params.flip.tolist())))
+    return [tuple(step for steps in per_op for step in steps[i]) for i in range(params.flip.shape[0])]
+
+
+def _image_steps(recipe: Recipe, params: ViewParams, size: int) -> tuple[ImageSteps, ...]:
+    colour = image_colour_steps(recipe, params, size)
+    return tuple(ImageSteps(tuple(box), bool(flip), steps)
+                 for box, flip, steps in zip(params.boxes.tolist(), params.flip.tolist(), colour))
 
 
 def colour_steps(recipe: Recipe, params: ViewParams, size: int) -> tuple[ColourStep, ...]:
@@ -268,6 +275,16 @@ def _quantise(x: torch.Tensor) -> torch.Tensor:
     return x.mul_(255).round_().clamp_(0, 255)
 
 
+def colour_levels(view: torch.Tensor, steps: Sequence[ImageStep]) -> torch.Tensor:
+    """One uint8 image (3, S, S), in any layout, through its colour steps in order: (1, 3, S, S)
+    float of 0-255 grey levels, contiguous (the per-image strategy's colour work: the ops run on
+    one planar image while it stays in cache)."""
+    x = torch.empty((1, *view.shape[-3:]), device=view.device).copy_(view).div_(255)
+    for fn, arg in steps:
+        x = fn(x) if arg is None else fn(x, arg)
+    return _quantise(x)
+
+
 def _render_per_image(images: Sequence[torch.Tensor], plan: PerImagePlan) -> torch.Tensor:
     size, device = plan.size, images[0].device
     out = torch.empty((len(plan.views), len(images), size, size, 3), dtype=torch.uint8, device=device)
@@ -278,10 +295,7 @@ def _render_per_image(images: Sequence[torch.Tensor], plan: PerImagePlan) -> tor
             if not step.colour:
                 out[v, i].copy_(view.permute(1, 2, 0))
                 continue
-            x = torch.empty((1, 3, size, size), device=device).copy_(view).div_(255)
-            for fn, arg in step.colour:
-                x = fn(x) if arg is None else fn(x, arg)
-            out[v, i].copy_(pixels.copy_(_quantise(x)[0].permute(1, 2, 0)))
+            out[v, i].copy_(pixels.copy_(colour_levels(view, step.colour)[0].permute(1, 2, 0)))
     return out.permute(0, 1, 4, 2, 3)
 
 

@@ -30,7 +30,7 @@ import torch
 
 from fastinv.errors import DataError, MissingExtraError, UsageError
 from fastinv.log import get_logger
-from fastinv.pipelines.augment import ViewParams, apply_colour
+from fastinv.pipelines.augment import ViewParams, apply_colour, colour_levels, image_colour_steps
 from fastinv.pipelines.config import LoaderConfig, TwoViewBatch, TwoViewLoaderBase
 from fastinv.pipelines.decode import decode_image
 from fastinv.pipelines.folder import scan_image_folder
@@ -265,25 +265,23 @@ class FfcvTwoViewLoader(TwoViewLoaderBase):
         params = self._params(int(self._batch_of[indices[0]]))[view]
         return params.boxes.numpy(), params.flip.numpy()
 
-    def _finish_block(self, view: torch.Tensor, params: ViewParams) -> torch.Tensor:
-        """Images of FFCV's uint8 batch (whose buffer FFCV reuses) with the recipe's colour ops, in
-        the configured output, as a new tensor."""
-        if self.recipe.colour_ops:
-            view = apply_colour(view.float().div_(255), self.recipe, params).mul_(255).round_().clamp_(0, 255)
-        return self._output(view, copy=True)
-
     def _finish(self, view: torch.Tensor, params: ViewParams) -> torch.Tensor:
-        """A view in the configured output: the whole batch at once, except for colour ops on the
-        CPU, which are memory-bound and run fastest on one image at a time (it stays in cache):
-        there image by image, on the worker threads."""
-        if self.device.type != "cpu" or not self.recipe.colour_ops:
-            return self._finish_block(view, params)
+        """FFCV's uint8 batch (whose buffer FFCV reuses) with the recipe's colour ops, in the
+        configured output, as a new tensor: the whole batch at once, except for colour ops on
+        the CPU, which are memory-bound and run fastest on one image at a time (the torch
+        backend's per-image strategy): there image by image, on the worker threads."""
+        if not self.recipe.colour_ops:
+            return self._output(view, copy=True)
+        if self.device.type != "cpu":
+            levels = apply_colour(view.float().div_(255), self.recipe, params).mul_(255).round_().clamp_(0, 255)
+            return self._output(levels)
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         out = torch.empty(view.shape, dtype=torch.float32 if self.cfg.output == "float" else torch.uint8,
                           memory_format=fmt)
+        steps = image_colour_steps(self.recipe, params, view.shape[-1])
 
         def one(i: int) -> None:
-            out[i:i + 1] = self._finish_block(view[i:i + 1], params[i:i + 1])
+            out[i:i + 1] = self._output(colour_levels(view[i], steps[i]))
 
         list(self._pool.map(one, range(view.shape[0])))
         return out
