@@ -6,10 +6,11 @@ view, in the way FFCV lets several outputs share a decoded field (a `PipelineSpe
 is the first pipeline's decoder). Each view's pipeline crops and resizes its boxes (FFCV's OpenCV
 `resize_crop`, area interpolation) and flips, then `ToTensor`, `ToDevice` and `ToTorchImage` hand
 over a channels_last uint8 batch on the loader's device. The colour ops (FFCV 1.0.2 has no hue,
-grayscale or blur) then run as the torch backend's batched ops (`apply_colour`) on that device:
-on the whole batch on an accelerator; on the CPU, where these memory-bound ops are fastest on
-one image at a time (it stays in cache), image by image on `workers` threads with one intra-op
-thread each, while FFCV's threads decode the next batches.
+grayscale or blur) then run as the torch backend's ops on that device: its batched steps
+(`apply_colour`) on the whole batch on an accelerator; on the CPU, where these memory-bound ops
+are fastest on one planar image at a time (it stays in cache), its per-image steps
+(`colour_levels`) on `workers` threads with one intra-op thread each, while FFCV's threads decode
+the next batches.
 
 Every draw, crops and flips included, comes from `sample_params` with `batch_generator(seed,
 epoch, rank, b)` and each image's size as stored in the .beton, so batch b of an epoch depends
