@@ -45,8 +45,8 @@ _HIDDEN_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarni
 
 def _run_in_process(*args: str, cwd: str | os.PathLike | None = None) -> CliResult:
     out, err = io.StringIO(), io.StringIO()
-    root = logging.getLogger()
-    handlers, level, here = root.handlers[:], root.level, os.getcwd()
+    root, ours = logging.getLogger(), logging.getLogger("fastinv")
+    handlers, level, our_level, here = root.handlers[:], root.level, ours.level, os.getcwd()
     root.handlers = []  # so the command's own logging set-up writes into `err`, as it would to a terminal
     try:
         if cwd is not None:
@@ -60,6 +60,7 @@ def _run_in_process(*args: str, cwd: str | os.PathLike | None = None) -> CliResu
     finally:
         os.chdir(here)
         root.handlers, root.level = handlers, level
+        ours.setLevel(our_level)  # the command's logging set-up does not outlive it
     shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught
                     if not issubclass(w.category, _HIDDEN_BY_DEFAULT))
     return CliResult(code, out.getvalue(), err.getvalue() + shown)
