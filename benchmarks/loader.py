@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--per-op", action="store_true", help="build the recipe up op by op (crop + flip, then "
                         "colour jitter, grayscale, blur) and print what each op adds per image, per loader")
     args = parser.parse_args()
+    if args.passes < 1 or args.warmup < 0:
+        parser.error("--passes must be at least 1 and --warmup at least 0")
     if args.strategies:
         with tempfile.TemporaryDirectory() as tmp:
             write_jpegs(Path(tmp), args.batch_size)
