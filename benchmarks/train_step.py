@@ -3,6 +3,8 @@ torch.compile, on whatever device is present, then split BN (the single-device d
 plain BN in alternating rounds, then where the step's time goes (train_step with a stage timer).
 Prints a table with ratios to the fp32 / NCHW / eager baseline, the split / plain ratio and the
 stage split. CPU default: resnet18 at 64 px, batch 32; --quick runs fewer steps and skips compile.
+On a CPU whose oneDNN has no bf16 kernels the bf16 variants are emulated and take tens of times
+longer than float32; they are skipped there (with a line saying so) unless --emulated-bf16.
 
     python benchmarks/train_step.py [--device cuda] [--arch resnet50 --image-size 224 --batch 64] [--quick]
 """
@@ -11,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from fastinv.devices import kernel_settings, parse_device
+from fastinv.devices import kernel_settings, native_bf16, parse_device
 from fastinv.profiling.timing import StageTimer, time_call
 from fastinv.train.config import DataConfig, ModelConfig, MoCoConfig, OptimConfig, RunConfig, TrainConfig
 from fastinv.train.distributed import DistInfo
@@ -88,6 +90,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the split / plain BN comparison")
     parser.add_argument("--quick", action="store_true", help="3 timed steps, no compile variants")
+    parser.add_argument("--emulated-bf16", action="store_true",
+                        help="time the bf16 variants even where bf16 is emulated (a CPU without bf16 kernels)")
     args = parser.parse_args()
     device = parse_device(args.device)
     steps, warmup = (3, 1) if args.quick else (args.steps, 3)
@@ -100,6 +104,9 @@ def main() -> None:
           f"{torch.get_num_threads()} threads), {args.arch} at {args.image_size} px, batch {args.batch}, "
           f"median of {steps} steps after {warmup} warm-up")
     print(f"| {'variant':30} | ms/step | img/s | speed-up |\n|{'-' * 32}|---------|-------|----------|")
+    skip_bf16 = not (native_bf16(device) or args.emulated_bf16)
+    if skip_bf16:
+        variants = [v for v in variants if v[1] != "bf16"]
     baseline = None
     for name, amp, channels_last, compiled in variants:
         cfg = replace(base, run=replace(base.run, amp=amp, channels_last=channels_last, compile=compiled))
@@ -107,6 +114,8 @@ def main() -> None:
         baseline = baseline or seconds
         print(f"| {name:30} | {seconds * 1e3:7.1f} | {args.batch / seconds:5.0f} | {baseline / seconds:7.2f}x |",
               flush=True)
+    if skip_bf16:
+        print("bf16 variants skipped: this CPU has no native bf16 kernels (--emulated-bf16 times them anyway)")
     amp = "bf16" if device.type == "cuda" else "none"
     cfg = replace(base, run=replace(base.run, amp=amp, channels_last=True))
     split, plain = split_vs_plain(cfg, device, warmup, steps, args.rounds)
