@@ -285,19 +285,22 @@ def colour_levels(view: torch.Tensor, steps: Sequence[ImageStep]) -> torch.Tenso
     return _quantise(x)
 
 
-def _render_per_image(images: Sequence[torch.Tensor], plan: PerImagePlan) -> torch.Tensor:
-    size, device = plan.size, images[0].device
-    out = torch.empty((len(plan.views), len(images), size, size, 3), dtype=torch.uint8, device=device)
+def view_buffer(views: int, n: int, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """An empty uint8 (views, n, 3, size, size) tensor, each view channels_last: what `render_views` fills."""
+    return torch.empty((views, n, size, size, 3), dtype=torch.uint8, device=device).permute(0, 1, 4, 2, 3)
+
+
+def _render_per_image(images: Sequence[torch.Tensor], plan: PerImagePlan, out: torch.Tensor) -> torch.Tensor:
     for v, steps in enumerate(plan.views):
         for i, (image, step) in enumerate(zip(images, steps)):
-            view = crop_resize(image, *step.box, step.flip, size)
+            view = crop_resize(image, *step.box, step.flip, plan.size)
             if not step.colour:
-                out[v, i].copy_(view.permute(1, 2, 0))
+                out[v, i].copy_(view)
                 continue
             levels = colour_levels(view, step.colour)[0]
             for channel in range(3):  # on a CPU, a plane at a time beats one transposing cast by about a third
-                out[v, i, :, :, channel].copy_(levels[channel])
-    return out.permute(0, 1, 4, 2, 3)
+                out[v, i, channel].copy_(levels[channel])
+    return out
 
 
 def _stack(images: Sequence[torch.Tensor], bucket: Bucket) -> torch.Tensor:
@@ -311,10 +314,8 @@ def _stack(images: Sequence[torch.Tensor], bucket: Bucket) -> torch.Tensor:
     return stack
 
 
-def _render_batched(images: Sequence[torch.Tensor], plan: BatchedPlan) -> torch.Tensor:
+def _render_batched(images: Sequence[torch.Tensor], plan: BatchedPlan, views: torch.Tensor) -> torch.Tensor:
     size = plan.size
-    out = torch.empty((len(plan.views), len(images), size, size, 3), dtype=torch.uint8, device=images[0].device)
-    views = out.permute(0, 1, 4, 2, 3)
     for b, bucket in enumerate(plan.buckets):
         stack = _stack(images, bucket).float()
         for view, vp in zip(views, plan.views):
@@ -329,12 +330,15 @@ def _render_batched(images: Sequence[torch.Tensor], plan: BatchedPlan) -> torch.
     return views
 
 
-def render_views(images: Sequence[torch.Tensor], plan: ViewPlan) -> torch.Tensor:
+def render_views(images: Sequence[torch.Tensor], plan: ViewPlan, out: torch.Tensor | None = None) -> torch.Tensor:
     """The device half of augmenting a batch: uint8 views (V, N, 3, size, size) of decoded uint8
-    images (3, H_i, W_i) as `plan` says, each view channels_last, all V views in one buffer."""
+    images (3, H_i, W_i) as `plan` says, all V views in one buffer: `out` if given (a
+    `view_buffer` or any uint8 tensor of that shape), else a new `view_buffer`."""
+    if out is None:
+        out = view_buffer(len(plan.views), len(images), plan.size, images[0].device)
     if isinstance(plan, PerImagePlan):
-        return _render_per_image(images, plan)
-    return _render_batched(images, plan)
+        return _render_per_image(images, plan, out)
+    return _render_batched(images, plan, out)
 
 
 def apply_colour(x: torch.Tensor, recipe: Recipe, params: ViewParams) -> torch.Tensor:

@@ -2,11 +2,12 @@
 
 Where a batch is decoded and augmented follows `LoaderConfig.decode_in`. With "workers" (the
 default on the CPU) each worker process builds whole batches (read, decode, crop, colour ops) and
-hands back both uint8 views in one buffer. With "main" (the default on an accelerator) the
-workers only read the files and hand back the batch's bytes in one buffer with offsets; the
-calling process decodes them (batched nvJPEG on CUDA) and augments on the device, never waiting
-for it (see `augment`). Either way a worker sends one shared-memory buffer per batch, never a
-tensor per image, so batches of any size stay far below the open-file limit.
+hands back both uint8 views in one buffer (on the CPU, a slot of a shared-memory ring made once
+per epoch, see `_ViewSlots`). With "main" (the default on an accelerator) the workers only read
+the files and hand back the batch's bytes in one buffer with offsets; the calling process decodes
+them (batched nvJPEG on CUDA) and augments on the device, never waiting for it (see `augment`).
+Either way a worker sends at most one shared-memory buffer per batch, never a tensor per image,
+so batches of any size stay far below the open-file limit.
 
 On CUDA the calling process prepares the next batch on a side stream while the caller's
 training step runs on its own stream: the hand-off makes the caller's stream wait for the
@@ -27,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fastinv.errors import DataError
-from fastinv.pipelines.augment import draw_views, image_sizes, render_views
+from fastinv.pipelines.augment import draw_views, image_sizes, render_views, view_buffer
 from fastinv.pipelines.config import LoaderConfig, TwoViewBatch, TwoViewLoaderBase
 from fastinv.pipelines.decode import decode_many, pack_bytes, read_file, unpack_bytes
 from fastinv.pipelines.recipes import Recipe
@@ -35,18 +36,20 @@ from fastinv.pipelines.sampler import ShardedBatches, batch_generator
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _KEEP_BLOCKS = 32 << 20  # the most glibc lets the mmap threshold rise to on 64-bit systems
+_PREFETCH = 2  # batches each worker prepares ahead (the DataLoader's prefetch_factor)
 
 
 @dataclass
 class _Fetched:
     """What a worker hands back for batch b: the dataset indices of the images kept, the files
-    skipped, and either both uint8 views in one buffer (2, N, 3, S, S) or the files' bytes in one
-    buffer with their (N + 1,) offsets."""
+    skipped, and either both uint8 views (2, N, 3, S, S) (in one buffer, or in slot `slot` of the
+    loader's `_ViewSlots`) or the files' bytes in one buffer with their (N + 1,) offsets."""
 
     batch: int
     indices: np.ndarray
     skipped: list[tuple[str, str]]
     views: torch.Tensor | None = None
+    slot: int | None = None
     encoded: torch.Tensor | None = None
     offsets: np.ndarray | None = None
     paths: list[str] | None = None
@@ -57,11 +60,12 @@ class _Fetched:
 
 
 def two_views(images: list[torch.Tensor], recipe: Recipe, size: int, gen: torch.Generator,
-              batched: bool | None = None) -> torch.Tensor:
+              batched: bool | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Two independently augmented uint8 views (2, N, 3, size, size) of decoded images, drawn from
-    `gen` (view 1 first), on the images' device; `batched` as in `augment.plan_views`."""
+    `gen` (view 1 first), on the images' device (in `out` if given); `batched` as in
+    `augment.plan_views`."""
     plan = draw_views(recipe, image_sizes(images), size, gen, images[0].device, batched)
-    return render_views(images, plan)
+    return render_views(images, plan, out)
 
 
 def _keep_freed_memory(_worker: int = 0) -> None:
@@ -78,13 +82,40 @@ def _keep_freed_memory(_worker: int = 0) -> None:
         pass
 
 
+class _ViewSlots:
+    """A ring of uint8 two-view batch buffers in shared memory, made once per epoch by the calling
+    process: batch b's worker renders into slot b mod `len(self)` and hands back only the slot's
+    number, and the calling process reads it there.
+
+    Handing back each batch as a tensor costs a fresh shared-memory segment per batch and a page
+    fault for each of its 4 KiB pages (about 4 us each on the 2-core VM: 20 ms per batch of 64 at
+    224 px); the ring's pages are faulted in once per epoch.
+
+    Reuse is safe with workers * prefetch + 1 slots: the DataLoader keeps at most workers *
+    prefetch batches dispatched beyond the last one it handed to the calling process, and
+    dispatches another only when the calling process asks for the next batch, by which time it
+    is done with the slot (`TorchTwoViewLoader._finish` converts or copies the views out of it)."""
+
+    def __init__(self, batches: int, batch_size: int, size: int, workers: int):
+        self.buffers = view_buffer(min(batches, workers * _PREFETCH + 1), 2 * batch_size, size).share_memory_()
+
+    def __len__(self) -> int:
+        return self.buffers.shape[0]
+
+    def views(self, b: int, n: int) -> torch.Tensor:
+        """Batch b's slot as two views of its first `n` images: (2, n, 3, S, S) uint8, channels_last."""
+        slot = self.buffers[b % len(self)]
+        return slot.unflatten(0, (2, -1))[:, :n]
+
+
 class _BatchSource(Dataset):
-    """Map-style dataset over batch numbers of one epoch (picklable for worker processes)."""
+    """Map-style dataset over batch numbers of one epoch (picklable for worker processes); with
+    `slots`, decoded batches are rendered there."""
 
     def __init__(self, paths: list[str], batches: ShardedBatches, epoch: int, recipe: Recipe, size: int,
-                 decode_here: bool):
+                 decode_here: bool, slots: _ViewSlots | None = None):
         self.paths, self.batches, self.epoch = paths, batches, epoch
-        self.recipe, self.size, self.decode_here = recipe, size, decode_here
+        self.recipe, self.size, self.decode_here, self.slots = recipe, size, decode_here, slots
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -105,11 +136,14 @@ class _BatchSource(Dataset):
             return _Fetched(b, indices, skipped, encoded=encoded, offsets=offsets, paths=paths)
         images, bad = decode_many(unpack_bytes(encoded, offsets), paths, torch.device("cpu"))
         good = [k for k, img in enumerate(images) if img is not None]
-        views = None
-        if good:
-            gen = batch_generator(self.batches.seed, self.epoch, self.batches.rank, b)
-            views = two_views([images[k] for k in good], self.recipe, self.size, gen)
-        return _Fetched(b, indices[good], skipped + bad, views=views)
+        if not good:
+            return _Fetched(b, indices[good], skipped + bad)
+        gen = batch_generator(self.batches.seed, self.epoch, self.batches.rank, b)
+        out = None if self.slots is None else self.slots.views(b, len(good))
+        views = two_views([images[k] for k in good], self.recipe, self.size, gen, out=out)
+        if self.slots is None:
+            return _Fetched(b, indices[good], skipped + bad, views=views)
+        return _Fetched(b, indices[good], skipped + bad, slot=b)
 
 
 class TorchTwoViewLoader(TwoViewLoaderBase):
@@ -119,18 +153,26 @@ class TorchTwoViewLoader(TwoViewLoaderBase):
         super().__init__(cfg, recipe, classes, labels)
         self.paths = paths
 
-    def _fetches(self, start: int) -> Iterable[_Fetched]:
+    def _fetches(self, start: int) -> tuple[Iterable[_Fetched], _ViewSlots | None]:
+        """What the workers hand back for the batches from `start` on, and the ring their views are
+        rendered in (CPU worker processes only)."""
+        decode_here = self.cfg.decodes_in_workers()
+        slots = None
+        if decode_here and self.cfg.workers and self.device.type == "cpu":
+            slots = _ViewSlots(len(self) - start, self.cfg.batch_size, self.cfg.image_size, self.cfg.workers)
         source = _BatchSource(self.paths, self.batches, self.epoch, self.recipe, self.cfg.image_size,
-                              decode_here=self.cfg.decodes_in_workers())
+                              decode_here, slots)
         numbers = range(start, len(self))
         if self.cfg.workers == 0:
-            return map(source.__getitem__, numbers)
+            return map(source.__getitem__, numbers), slots
         return DataLoader(source, batch_size=None, sampler=numbers, num_workers=self.cfg.workers,
-                          prefetch_factor=2, pin_memory=self.device.type == "cuda",
-                          worker_init_fn=_keep_freed_memory)
+                          prefetch_factor=_PREFETCH, pin_memory=self.device.type == "cuda",
+                          worker_init_fn=_keep_freed_memory), slots
 
-    def _finish(self, fetched: _Fetched) -> TwoViewBatch | None:
+    def _finish(self, fetched: _Fetched, slots: _ViewSlots | None = None) -> TwoViewBatch | None:
         skipped, indices, views = list(fetched.skipped), fetched.indices, fetched.views
+        if fetched.slot is not None:
+            views = slots.views(fetched.slot, len(indices))
         if fetched.encoded is not None:  # decode and augment here, on the device
             images, bad = decode_many(unpack_bytes(fetched.encoded, fetched.offsets), fetched.paths, self.device)
             skipped += bad
@@ -142,7 +184,8 @@ class TorchTwoViewLoader(TwoViewLoaderBase):
         self._record_skipped(skipped)
         if views is None:
             return None
-        v1, v2 = (self._output(v) for v in views.to(self.device, non_blocking=True).unbind(0))
+        copy = fetched.slot is not None  # the slot is reused: the batch must not be a view of it
+        v1, v2 = (self._output(v, copy) for v in views.to(self.device, non_blocking=True).unbind(0))
         return self._batch(v1, v2, indices)
 
     def _one_ahead(self, fetches: Iterable[_Fetched]) -> Iterator[TwoViewBatch]:
@@ -169,11 +212,11 @@ class TorchTwoViewLoader(TwoViewLoaderBase):
 
     def __iter__(self) -> Iterator[TwoViewBatch]:
         """Yield this rank's batches of the current epoch, from the `start_at` batch on."""
-        fetches = self._fetches(self._take_start())
+        fetches, slots = self._fetches(self._take_start())
         if self.device.type == "cuda":
             yield from self._one_ahead(fetches)
             return
         for fetched in fetches:
-            batch = self._finish(fetched)
+            batch = self._finish(fetched, slots)
             if batch is not None:
                 yield batch

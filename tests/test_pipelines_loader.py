@@ -2,6 +2,7 @@
 independence, and staying within a low open-file limit."""
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -46,6 +47,21 @@ def test_workers_do_not_change_the_batches(tiny_world):
     a = list(build_two_view_loader(_cfg(tiny_world, workers=0)))
     b = list(build_two_view_loader(_cfg(tiny_world, workers=2)))
     assert all(torch.equal(x.view1, y.view1) and torch.equal(x.indices, y.indices) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("output", ["float", "uint8"])
+def test_a_consumer_that_lags_and_keeps_its_batches_sees_the_same_batches(tiny_world, output):
+    """Worker processes render into a ring of reused buffers: while the consumer dawdles they run
+    as far ahead as the DataLoader lets them, and every batch it kept stays as it was."""
+    expected = list(build_two_view_loader(_cfg(tiny_world, workers=0, output=output)))
+    kept = []
+    for batch in build_two_view_loader(_cfg(tiny_world, workers=2, output=output)):
+        time.sleep(0.1)
+        kept.append(batch)
+    assert len(kept) == len(expected) > 2 * 2 + 1  # more batches than the ring has slots
+    for x, y in zip(expected, kept):
+        assert torch.equal(x.indices, y.indices)
+        assert torch.equal(x.view1, y.view1) and torch.equal(x.view2, y.view2)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
