@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fastinv.errors import DataError
+from fastinv.errors import DataError, FastinvError
 from fastinv.pipelines.augment import draw_views, image_sizes, render_views, view_buffer
 from fastinv.pipelines.config import LoaderConfig, TwoViewBatch, TwoViewLoaderBase
 from fastinv.pipelines.decode import decode_many, pack_bytes, read_file, unpack_bytes
@@ -97,7 +97,15 @@ class _ViewSlots:
     is done with the slot (`TorchTwoViewLoader._finish` converts or copies the views out of it)."""
 
     def __init__(self, batches: int, batch_size: int, size: int, workers: int):
-        self.buffers = view_buffer(min(batches, workers * _PREFETCH + 1), 2 * batch_size, size).share_memory_()
+        slots = min(batches, workers * _PREFETCH + 1)
+        try:
+            self.buffers = view_buffer(slots, 2 * batch_size, size).share_memory_()
+        except RuntimeError as exc:  # /dev/shm too small (a container's default is 64 MiB)
+            mib = slots * 2 * batch_size * 3 * size * size / 2 ** 20
+            raise FastinvError(f"the torch loader needs {mib:.0f} MiB of shared memory for {slots} batches in "
+                               f"flight and cannot get it ({str(exc).rsplit(': ', 1)[-1]}): give /dev/shm more "
+                               f"room (docker run --shm-size), or use fewer --workers or a smaller --batch-size"
+                               ) from None
 
     def __len__(self) -> int:
         return self.buffers.shape[0]

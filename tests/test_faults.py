@@ -1,9 +1,12 @@
 """Fault injection through the real command line: SIGKILL mid-run, corrupt images, a full disk,
-a torn feature cache and a booby-trapped checkpoint. Every run is a `python -m fastinv` subprocess."""
+a small /dev/shm, a torn feature cache and a booby-trapped checkpoint. Every run is a
+`python -m fastinv` subprocess."""
 import io
 import json
+import os
 import random
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -180,6 +183,28 @@ def test_full_disk_on_checkpoint_write_is_a_clear_error_and_keeps_the_old_one(ti
     assert "Traceback" not in full.stderr and "checkpoint" in err[-1] and "File too large" in err[-1], full.stderr
     assert path.read_bytes() == before and load_checkpoint(path)["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+
+
+def _small_shm_works() -> bool:
+    """Whether this process may mount a private 8 MiB tmpfs over /dev/shm (root, util-linux unshare)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=8m tmpfs /dev/shm"],
+                           capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+def test_too_little_shared_memory_for_the_loader_is_a_clear_error(tiny_world):
+    """A container's /dev/shm is often small: the torch loader's ring of batches does not fit in 8 MiB."""
+    if not _small_shm_works():
+        pytest.skip("needs root and `unshare -m` to mount a small tmpfs over /dev/shm")
+    command = _fastinv("profile", "loader", "--data", str(tiny_world / "trainset"), "--batch-size", "16",
+                       "--image-size", "224", "--workers", "2", "--warmup", "1", "--device", "cpu")
+    script = f"mount -t tmpfs -o size=8m tmpfs /dev/shm && exec {shlex.join(command)}"
+    run = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    err = run.stderr.strip().splitlines()
+    assert len(err) == 1 and "shared memory" in err[0] and "--workers" in err[0], run.stderr
 
 
 def _eval_tables(out: Path) -> tuple[list, dict]:
